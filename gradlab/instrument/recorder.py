@@ -1,0 +1,247 @@
+"""The Recorder: per-iteration gradient norms and forward diagnostics of a model's unrolled layers.
+
+    with gradlab.watch(model, run_dir="runs/x") as rec:
+        for step, batch in enumerate(loader):
+            loss = ...; loss.backward(); opt.step()
+            rec.step(step, loss=loss)
+    rec.frame()   # tidy DataFrame: run, step, layer, iteration, quantity, value, status, rank
+
+Gradient norms are measured by tensor hooks that `tap` registers, and stay on the device until the step
+closes: one host sync per recorded step (per device), none inside hooks. Unscheduled steps cost a flag check.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import weakref
+from collections import defaultdict
+from functools import partial
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from gradlab.instrument import tap as tap_module
+from gradlab.instrument.diagnostics import forward_diagnostics
+from gradlab.instrument.groups import GroupSpec, resolve_groups
+from gradlab.instrument.norms import group_norm, l2_norm
+from gradlab.instrument.records import RecordBuffer, write_part
+from gradlab.instrument.schedules import Schedule, as_schedule
+from gradlab.layers import UnrolledEM
+
+Key = tuple[str, str, "int | None"]  # (layer, quantity, iteration)
+_WATCHED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside DistributedDataParallel / DataParallel wrappers."""
+    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        model = model.module
+    return model
+
+
+def current_rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+class Recorder:
+    """Records one model. Build it with `gradlab.watch`; close it (or leave its `with` block) to detach."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        run_dir: str | Path | None = None,
+        every: int | Schedule = 1,
+        *,
+        groups: GroupSpec | None = None,
+        flush_every: int = 50,
+        run: str | None = None,
+        all_ranks: bool = False,
+        start_step: int = 0,
+    ):
+        model = unwrap(model)
+        self._refuse_if_watched(model)
+        self.model = model
+        self.names = {m: name or type(m).__name__ for name, m in model.named_modules()}
+        self.layers = [m for m in self.names if isinstance(m, UnrolledEM)]
+        self.groups = resolve_groups(model, groups)
+        self.schedule = as_schedule(every)
+        self.rank = current_rank()
+        self.enabled = all_ranks or self.rank == 0
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.run = run or (self.run_dir.name if self.run_dir is not None else "run")
+        self.flush_every = flush_every
+        self.records = RecordBuffer()
+        self.nonfinite = 0  # gradient norms that came back NaN or Inf
+        self._flushed, self._recorded_steps = 0, 0
+        self._part = self._next_part_index()
+        self._user_tracing = {layer: layer.tracing for layer in self.layers}
+        self._handles = [layer.register_forward_hook(self._on_forward) for layer in self.layers]
+        self._reset_pending()
+        self._closed, self._recording = False, False
+        _WATCHED.update([model, *self.layers])
+        self._open(start_step)
+
+    # -- the TapSink protocol -------------------------------------------------------------------------
+    def owns(self, module: nn.Module | None) -> bool:
+        return module is None or module in self.names
+
+    def tap(self, tensor: torch.Tensor, name: str, iteration: int | None, module: nn.Module | None, leaf: bool):
+        if not self._recording:
+            return tensor
+        key = (self.names[module] if module is not None else "tap", name, iteration)
+        if leaf and torch.is_grad_enabled() and not tensor.requires_grad:
+            tensor = tensor.detach().requires_grad_()  # a starting state: measure the gradient reaching it
+        self._expected[key] = self._expected.get(key, False) or tensor.requires_grad
+        if tensor.requires_grad:
+            tensor.register_hook(partial(self._on_grad, key))
+        return tensor
+
+    # -- hooks: device work only, never a host sync ------------------------------------------------------
+    def _on_grad(self, key: Key, grad: torch.Tensor) -> None:
+        norm = l2_norm(grad)
+        prev = self._norms.get(key)
+        self._norms[key] = norm if prev is None else torch.hypot(prev, norm)  # several backwards: root-sum-square
+
+    def _on_forward(self, layer: UnrolledEM, args, output) -> None:
+        if not (self._recording and torch.is_grad_enabled() and layer.trace is not None):
+            return  # only training forwards (those that build a graph) are diagnosed
+        for quantity, iteration, value in forward_diagnostics(layer.trace):
+            self._diagnostics[(self.names[layer], quantity, iteration)].append(value)
+        if not self._user_tracing[layer]:
+            layer.trace = None
+
+    # -- steps -------------------------------------------------------------------------------------------
+    def step(self, step: int | None = None, *, loss: torch.Tensor | float | None = None, lr: float | None = None):
+        """Close training step `step` (default: the next one) and open the following one."""
+        if self._closed:
+            raise RuntimeError("this Recorder is closed: start a new one with gradlab.watch(...)")
+        step = self._step if step is None else int(step)
+        if self._recording:
+            self._close_step(step, loss, lr)
+            self._recorded_steps += 1
+            if self.run_dir is not None and self._recorded_steps % self.flush_every == 0:
+                self.flush()
+        self._open(step + 1)
+
+    def _open(self, step: int) -> None:
+        self._step = step
+        self._recording = self.enabled and bool(self.schedule(step))
+        for layer in self.layers:
+            layer.tracing = self._recording or self._user_tracing[layer]
+        tap_module._deactivate(self)
+        if self._recording:
+            tap_module._activate(self)
+        self._t0 = time.perf_counter()
+
+    def _reset_pending(self) -> None:
+        self._expected: dict[Key, bool] = {}
+        self._norms: dict[Key, torch.Tensor] = {}
+        self._diagnostics: dict[Key, list] = defaultdict(list)
+
+    def _close_step(self, step: int, loss, lr) -> None:
+        device_values = self._device_values(loss)
+        host = _to_host(list(device_values.values()))  # the one host sync of this step
+        values = dict(zip(device_values, host))
+        for key, live in self._expected.items():
+            if key in values:
+                self._add(step, key, values[key])
+            else:
+                self._add(step, key, math.nan, "unused" if live else "no_grad")
+        for key in self._diagnostics:
+            self._add(step, key, values[key])
+        for name in self.groups:
+            key = (name, "grad/params", None)
+            self._add(step, key, *((values[key],) if key in values else (math.nan, "no_grad")))
+        step_values = {"loss": values.get(("", "loss", None), loss), "lr": lr}
+        step_values["step_time"] = time.perf_counter() - self._t0
+        for quantity, value in step_values.items():
+            if value is not None:
+                self._add(step, ("", quantity, None), float(value))
+        self._reset_pending()
+
+    def _device_values(self, loss) -> dict[Key, torch.Tensor]:
+        values: dict[Key, torch.Tensor] = dict(self._norms)
+        for key, samples in self._diagnostics.items():
+            values[key] = torch.stack(samples).mean() if len(samples) > 1 else samples[0]
+        for name, params in self.groups.items():
+            grads = [p.grad for p in params if p.grad is not None]
+            if grads:
+                values[(name, "grad/params", None)] = group_norm(grads)
+        if isinstance(loss, torch.Tensor):
+            values[("", "loss", None)] = loss.detach().double().reshape(())
+        return values
+
+    def _add(self, step: int, key: Key, value: float, status: str | None = None) -> None:
+        layer, quantity, iteration = key
+        if status is None:
+            status = "ok" if math.isfinite(value) else "nonfinite"
+            if status == "nonfinite" and quantity.startswith("grad/"):
+                self.nonfinite += 1
+        self.records.append(self.run, step, layer, iteration, quantity, value, status, self.rank)
+
+    # -- output --------------------------------------------------------------------------------------------
+    def frame(self) -> pd.DataFrame:
+        """Every row recorded so far, as a tidy DataFrame (see `gradlab.instrument.records`)."""
+        return self.records.frame()
+
+    def flush(self) -> None:
+        """Write the rows not yet on disk as one atomic Parquet part under run_dir/records/."""
+        if self.run_dir is None or len(self.records) == self._flushed:
+            return
+        path = self.run_dir / "records" / f"part-r{self.rank:03d}-{self._part:06d}.parquet"
+        write_part(self.records.table(self._flushed), path)
+        self._flushed, self._part = len(self.records), self._part + 1
+
+    def _next_part_index(self) -> int:
+        if self.run_dir is None:
+            return 0
+        existing = sorted((self.run_dir / "records").glob(f"part-r{self.rank:03d}-*.parquet"))
+        return int(existing[-1].stem.rsplit("-", 1)[1]) + 1 if existing else 0
+
+    def close(self) -> None:
+        """Flush, remove every hook, restore the layers' tracing flags. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed, self._recording = True, False
+        tap_module._deactivate(self)
+        for handle in self._handles:
+            handle.remove()
+        for layer, tracing in self._user_tracing.items():
+            layer.tracing = tracing
+        _WATCHED.difference_update([self.model, *self.layers])
+        self.flush()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @staticmethod
+    def _refuse_if_watched(model: nn.Module) -> None:
+        if any(m in _WATCHED for m in model.modules()):
+            raise RuntimeError(
+                "this model (or one of its EM layers) is already watched by an open Recorder: close that "
+                "Recorder (rec.close() or leave its with-block) before watching again"
+            )
+
+
+def _to_host(values: list[torch.Tensor]) -> list[float]:
+    """Move 0-dim tensors to the host with one transfer per device."""
+    by_device: dict[torch.device, list[int]] = defaultdict(list)
+    for i, v in enumerate(values):
+        by_device[v.device].append(i)
+    out = [math.nan] * len(values)
+    for idx in by_device.values():
+        for i, v in zip(idx, torch.stack([values[i].double() for i in idx]).cpu().tolist()):
+            out[i] = v
+    return out
+
+
+def watch(model: nn.Module, run_dir: str | Path | None = None, every: int | Schedule = 1, **options) -> Recorder:
+    """Start recording `model` (see `Recorder` for the options); use as a context manager or call close()."""
+    return Recorder(model, run_dir, every, **options)

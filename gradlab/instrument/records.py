@@ -1,0 +1,103 @@
+"""The tidy record schema, its in-memory buffer, atomic Parquet parts, and `load_records`.
+
+One row per (run, step, layer, iteration, quantity, rank). `iteration` is null for per-layer and per-step
+quantities; per-step quantities (loss, lr, step_time) have an empty `layer`; `value` is NaN unless
+`status` is "ok" or "nonfinite".
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gradlab.errors import RecordsError
+
+COLUMNS = ("run", "step", "layer", "iteration", "quantity", "value", "status", "rank")
+STATUSES = ("ok", "nonfinite", "no_grad", "unused")
+SCHEMA = pa.schema(
+    [
+        ("run", pa.string()),
+        ("step", pa.int64()),
+        ("layer", pa.string()),
+        ("iteration", pa.int64()),
+        ("quantity", pa.string()),
+        ("value", pa.float64()),
+        ("status", pa.string()),
+        ("rank", pa.int64()),
+    ]
+)
+KEY = ["run", "rank", "step", "layer", "iteration", "quantity"]
+
+
+class RecordBuffer:
+    """Rows kept column by column; cheap to append, turned into Arrow or pandas on demand."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list] = {c: [] for c in COLUMNS}
+
+    def __len__(self) -> int:
+        return len(self.columns["step"])
+
+    def append(self, run, step, layer, iteration, quantity, value, status, rank) -> None:
+        row = (run, step, layer, iteration, quantity, value, status, rank)
+        for column, item in zip(self.columns.values(), row):
+            column.append(item)
+
+    def table(self, start: int = 0) -> pa.Table:
+        return pa.table({c: v[start:] for c, v in self.columns.items()}, schema=SCHEMA)
+
+    def frame(self) -> pd.DataFrame:
+        return to_frame(self.table())
+
+
+def to_frame(table: pa.Table) -> pd.DataFrame:
+    """Arrow → pandas with a nullable integer `iteration`."""
+    frame = table.to_pandas()
+    frame["iteration"] = frame["iteration"].astype("Int64")
+    return frame
+
+
+def write_part(table: pa.Table, path: Path) -> None:
+    """Write one Parquet part atomically: a temp file in the same folder, then `os.replace`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def part_files(path: str | os.PathLike) -> list[Path]:
+    """The record parts of a run directory, a records folder, or one Parquet file, in write order."""
+    p = Path(path)
+    if not p.exists():
+        raise RecordsError(f"no records at {p}: expected a run directory, its records/ folder or a .parquet file")
+    if p.is_file():
+        return [p]
+    folder = p / "records" if (p / "records").is_dir() else p
+    return sorted(folder.glob("part-*.parquet"))
+
+
+def load_records(paths: str | os.PathLike | list) -> pd.DataFrame:
+    """Read the records of one run or many into one tidy frame.
+
+    Corrupt or truncated parts are reported with a warning and skipped. When a step was recorded twice (a
+    resumed run repeats the steps after its last checkpoint), the row written last wins.
+    """
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    tables = []
+    for path in paths:
+        for part in part_files(path):
+            try:
+                tables.append(pq.read_table(part, schema=SCHEMA))
+            except (pa.ArrowException, OSError) as err:
+                warnings.warn(f"skipping unreadable records part {part}: {err}", stacklevel=2)
+    if not tables:
+        raise RecordsError(f"no readable records in {', '.join(map(str, paths))}")
+    frame = to_frame(pa.concat_tables(tables))
+    if frame.duplicated(KEY).any():
+        frame = frame.drop_duplicates(KEY, keep="last").reset_index(drop=True)
+    return frame

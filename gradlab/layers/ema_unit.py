@@ -1,0 +1,29 @@
+"""EMANet's EMA unit: 1×1 conv → EM/HEM layer → ReLU → 1×1 conv (no bias) → BN → + input → ReLU."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from gradlab.layers.unrolled import UnrolledEM
+
+
+class EMAUnit(nn.Module):
+    """The residual block that hosts an unrolled EM layer (`EMLayer` or `HEMLayer`)."""
+
+    def __init__(self, em: UnrolledEM, norm_layer: type[nn.Module] = nn.BatchNorm2d):
+        super().__init__()
+        c = em.channels
+        self.conv_in = nn.Conv2d(c, c, 1)
+        self.em = em
+        self.conv_out = nn.Conv2d(c, c, 1, bias=False)
+        self.norm = norm_layer(c)
+        for conv in (self.conv_in, self.conv_out):  # EMANet's init: N(0, 2/fan_out)
+            nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / c))
+        nn.init.zeros_(self.conv_in.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.em(self.conv_in(x)))
+        return torch.relu(x + self.norm(self.conv_out(y)))

@@ -1,0 +1,28 @@
+"""The detached states of one forward pass of an unrolled EM layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class Trace:
+    """States of the last traced forward, indexed by iteration t (MATH.md §2–§3).
+
+    mu[t]      μ^(t), (B, K, C), t = 0..T
+    z[t]       Z^(t) as attention maps (B, K, H, W), t = 1..T (z[0] is None: no E-step before iteration 1)
+    loglik[t]  ℓ(μ^(t)), a 0-dim tensor (mean over images and pixels), t = 0..T
+    feature_norm  mean_n ‖x_n‖ of the layer input, a 0-dim tensor
+    Tensors stay on the layer's device; nothing here forces a host sync.
+    """
+
+    mu: list[torch.Tensor] = field(default_factory=list)
+    z: list[torch.Tensor | None] = field(default_factory=lambda: [None])
+    loglik: list[torch.Tensor] = field(default_factory=list)
+    feature_norm: torch.Tensor | None = None
+
+    @property
+    def iterations(self) -> int:
+        return len(self.mu) - 1

@@ -1,0 +1,164 @@
+"""Unrolled EM (EMANet) and highway EM (HEMNet) attention layers, MATH.md §2–§5."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from gradlab.instrument.tap import tap
+from gradlab.layers.iteration import EMIteration
+from gradlab.layers.kernels import KERNELS, logits, objective, project
+from gradlab.layers.trace import Trace
+
+
+def _require(ok: bool, name: str, value: object, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"{name}={value!r} is invalid: {name} must be {allowed}")
+
+
+def _is_count(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+class UnrolledEM(nn.Module):
+    """T unrolled iterations of (highway) EM over the pixels of a feature map; output Z^(T) μ^(T).
+
+    Input (B, C, H, W) → the reconstruction X̃ = Z^(T) μ^(T), same shape. The starting bases μ^(0) are the
+    buffer `bases` (K, C), kept by the moving average of MATH.md §4 in training mode. `grad_iterations`
+    selects how gradients flow (MATH.md §5): None = all T iterations, k = only the last k, 0 = none.
+    Set `tracing = True` to keep the detached states of each forward in `trace` (off by default: free).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        bases: int = 64,
+        iterations: int = 3,
+        step_size: float = 1.0,
+        *,
+        kernel: str = "dot",
+        temperature: float = 1.0,
+        normalize: bool = True,
+        momentum: float = 0.9,
+        grad_iterations: int | None = None,
+    ):
+        super().__init__()
+        _require(_is_count(channels), "channels", channels, "an integer >= 1")
+        _require(_is_count(bases), "bases", bases, "an integer >= 1")
+        _require(_is_count(iterations), "iterations", iterations, "an integer >= 1")
+        _require(isinstance(step_size, (int, float)) and 0 < step_size < 2, "step_size", step_size, "in (0, 2)")
+        _require(kernel in KERNELS, "kernel", kernel, f"one of {', '.join(KERNELS)}")
+        _require(isinstance(temperature, (int, float)) and temperature > 0, "temperature", temperature, "> 0")
+        _require(isinstance(momentum, (int, float)) and 0 <= momentum <= 1, "momentum", momentum, "in [0, 1]")
+        _require(
+            grad_iterations is None or (isinstance(grad_iterations, int) and 0 <= grad_iterations <= iterations),
+            "grad_iterations", grad_iterations, f"None (all) or an integer in [0, iterations={iterations}]",
+        )
+        self.channels, self.num_bases, self.num_iterations = channels, bases, iterations
+        self.step_size, self.kernel, self.temperature = float(step_size), kernel, float(temperature)
+        self.normalize, self.momentum, self.grad_iterations = normalize, float(momentum), grad_iterations
+        self.iterations = nn.ModuleList(
+            EMIteration(t, self.step_size, kernel, self.temperature, normalize) for t in range(1, iterations + 1)
+        )
+        mu0 = torch.randn(bases, channels) * math.sqrt(2.0 / bases)  # N(0, 2/K), then P
+        self.register_buffer("bases", project(mu0, normalize))
+        self.tracing = False
+        self.trace: Trace | None = None
+
+    @property
+    def differentiable_iterations(self) -> int:
+        """How many of the last iterations carry gradient (T when grad_iterations is None)."""
+        return self.num_iterations if self.grad_iterations is None else self.grad_iterations
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        T, k = self.num_iterations, self.differentiable_iterations
+        grad_on, first = torch.is_grad_enabled(), T - k + 1  # iterations first..T carry gradient
+        if k == 0:
+            x = x.detach()  # the official EMANet code: nothing reaches the input through the loop
+        x = tap(x, "grad/x_total", None, module=self)
+        xf = x.flatten(2)  # X, (B, C, N)
+        trace = self._start_trace(xf) if self.tracing else None
+        with torch.set_grad_enabled(grad_on and first == 1):
+            mu = self.bases.to(x.dtype, copy=True).expand(x.shape[0], -1, -1)  # copy: bases move in place
+            mu = tap(mu, "grad/mu", 0, module=self, leaf=True)
+        for t, cell in enumerate(self.iterations, start=1):
+            with torch.set_grad_enabled(grad_on and t >= first):
+                x_t = xf.view_as(xf) if torch.is_grad_enabled() else xf.detach()  # the alias X^(t)
+                x_t = tap(x_t, "grad/x", t, module=self)
+                mu, z = cell(x_t, mu, trace)
+                mu = tap(mu, "grad/mu", t, module=self)
+                z = tap(z, "grad/z", t, module=self)
+            if trace is not None:
+                trace.mu.append(mu.detach())
+                trace.z.append(z.detach().view(*z.shape[:2], *x.shape[2:]))
+        if trace is not None:
+            self._finish_trace(trace, xf, mu)
+        with torch.set_grad_enabled(grad_on and k > 0):
+            y = torch.bmm(mu.transpose(1, 2), z).view_as(x)  # X̃ = Z^(T) μ^(T)
+        if self.training:
+            self._maintain_bases(mu)
+        return y
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4:
+            raise ValueError(f"input has shape {tuple(x.shape)}: expected (B, C, H, W) with C={self.channels}")
+        if x.shape[1] != self.channels:
+            raise ValueError(f"input has {x.shape[1]} channels: this layer was built with channels={self.channels}")
+
+    def _start_trace(self, xf: torch.Tensor) -> Trace:
+        xd = xf.detach()
+        trace = Trace(feature_norm=torch.linalg.vector_norm(xd, dim=1).mean())
+        trace.mu.append(self.bases.to(xd.dtype, copy=True).expand(xd.shape[0], -1, -1))
+        return trace
+
+    def _finish_trace(self, trace: Trace, xf: torch.Tensor, mu: torch.Tensor) -> None:
+        with torch.no_grad():  # ℓ^(T); ℓ^(0..T-1) came from the iterations' own E-steps
+            a = logits(xf, mu, self.kernel, self.temperature)
+            trace.loglik.append(objective(a, xf, self.kernel, self.temperature))
+        self.trace = trace
+
+    @torch.no_grad()
+    def _maintain_bases(self, mu: torch.Tensor) -> None:
+        """μ^(0) ← α μ^(0) + (1 − α) P(mean_b μ^(T)), averaged over ranks; a non-finite mean is skipped."""
+        mean = mu.detach().float().mean(0)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(mean)
+            mean /= dist.get_world_size()
+        new = self.bases * self.momentum + project(mean, self.normalize).to(self.bases.dtype) * (1 - self.momentum)
+        self.bases.copy_(torch.where(torch.isfinite(mean).all(), new, self.bases))  # no host sync
+
+    def extra_repr(self) -> str:
+        return (
+            f"channels={self.channels}, bases={self.num_bases}, iterations={self.num_iterations}, "
+            f"step_size={self.step_size}, kernel={self.kernel!r}, temperature={self.temperature}, "
+            f"normalize={self.normalize}, grad_iterations={self.grad_iterations}"
+        )
+
+
+class EMLayer(UnrolledEM):
+    """EMANet's unrolled EM attention: the HEM update with step size η = 1."""
+
+    def __init__(self, channels: int, bases: int = 64, iterations: int = 3, **kwargs):
+        if "step_size" in kwargs:
+            raise TypeError("EMLayer has no step_size (it is EM, η = 1): use HEMLayer(step_size=...)")
+        super().__init__(channels, bases, iterations, 1.0, **kwargs)
+
+
+class HEMLayer(UnrolledEM):
+    """HEMNet's highway EM: each M-step is the damped step μ ← P((1 − η) μ + η P(m)), 0 < η < 2."""
+
+    def __init__(self, channels: int, bases: int = 64, iterations: int = 3, step_size: float = 0.5, **kwargs):
+        super().__init__(channels, bases, iterations, step_size, **kwargs)
+
+
+def make_layer(kind: str, channels: int, **kwargs) -> UnrolledEM:
+    """Build an `EMLayer` ("em") or `HEMLayer` ("hem") from a config-style kind name."""
+    kinds = {"em": EMLayer, "hem": HEMLayer}
+    _require(kind in kinds, "kind", kind, "one of em, hem")
+    if kind == "em":
+        kwargs.pop("step_size", None)
+    return kinds[kind](channels, **kwargs)
