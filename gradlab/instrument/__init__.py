@@ -3,6 +3,6 @@
 from gradlab.instrument.recorder import Recorder, watch
 from gradlab.instrument.records import load_records
 from gradlab.instrument.schedules import every, log_spaced
-from gradlab.instrument.tap import tap
+from gradlab.instrument.taps import tap
 
 __all__ = ["Recorder", "every", "load_records", "log_spaced", "tap", "watch"]

@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from gradlab.instrument import tap as tap_module
+from gradlab.instrument import taps as tap_module
 from gradlab.instrument.diagnostics import forward_diagnostics
 from gradlab.instrument.groups import GroupSpec, resolve_groups
 from gradlab.instrument.norms import group_norm, l2_norm

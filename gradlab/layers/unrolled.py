@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from gradlab.instrument.tap import tap
+from gradlab.instrument.taps import tap
 from gradlab.layers.iteration import EMIteration
 from gradlab.layers.kernels import KERNELS, logits, objective, project
 from gradlab.layers.trace import Trace

@@ -1,0 +1,170 @@
+"""Recorded gradient norms against torch.autograd.grad, statuses, steps and diagnostics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import gradlab
+from tests.instrument.conftest import make_net
+
+
+def capture_states(layer):
+    """The tensors the layer taps, captured independently through forward hooks on its modules."""
+    states = {}
+
+    def on_cell(cell, args, out):
+        if cell.t == 1:
+            states[("grad/mu", 0)] = args[1]
+        states[("grad/x", cell.t)], states[("grad/mu", cell.t)], states[("grad/z", cell.t)] = args[0], *out
+
+    handles = [c.register_forward_hook(on_cell) for c in layer.iterations]
+    handles.append(layer.register_forward_pre_hook(lambda m, args: states.__setitem__(("grad/x_total", None), args[0])))
+    return states, handles
+
+
+def recorded(frame, quantity, iteration, step=0):
+    row = frame[(frame.step == step) & (frame.quantity == quantity)]
+    row = row[row.iteration.isna()] if iteration is None else row[row.iteration == iteration]
+    assert len(row) == 1, (quantity, iteration, row)
+    return row.value.iloc[0], row.status.iloc[0]
+
+
+@pytest.mark.parametrize("kind", ["em", "hem"])
+@pytest.mark.parametrize("grad_iterations", [None, 2, 0])
+def test_recorded_norms_equal_autograd(kind, grad_iterations, batch):
+    net = make_net(kind=kind, grad_iterations=grad_iterations)
+    x, y = batch
+    layer = net.ema.em
+    states, handles = capture_states(layer)
+    rec = gradlab.watch(net)
+    loss = F.cross_entropy(net(x), y)
+    loss.backward(retain_graph=True)
+    rec.step(0, loss=loss)
+    frame = rec.frame()
+    live = {k: v for k, v in states.items() if v.requires_grad}
+    grads = torch.autograd.grad(loss, list(live.values()), allow_unused=True)
+    rec.close()
+    for h in handles:
+        h.remove()
+    expected = {k: g for k, g in zip(live, grads)}
+    T, k = 4, 4 if grad_iterations is None else grad_iterations
+    for (quantity, t), _ in states.items():
+        value, status = recorded(frame, quantity, t)
+        # states of iterations run under no_grad have none; μ^(0) follows iteration 1
+        in_graph = (k > 0) if t is None else (t > T - k or t == 0 and k == T)
+        if in_graph:
+            assert status == "ok", (quantity, t, status)
+            truth = expected[(quantity, t)].double().norm().item()
+            assert value == pytest.approx(truth, rel=1e-5), (quantity, t)
+        else:
+            assert status == "no_grad" and math.isnan(value), (quantity, t, status, value)
+
+
+def test_tiny_gradients_do_not_underflow_and_zero_stays_zero(batch):
+    x, y = batch
+    net = make_net(kind="hem")
+    with gradlab.watch(net) as rec:
+        for step, scale in enumerate([1.0, 1e-25, 0.0]):
+            net.zero_grad()
+            (F.cross_entropy(net(x), y) * scale).backward()
+            rec.step(step)
+    frame = rec.frame()
+    grads = frame[frame.quantity.str.startswith("grad/") & (frame.quantity != "grad/params")]
+    base, tiny, zero = (grads[grads.step == s].value.to_numpy() for s in range(3))
+    assert (base > 0).all()
+    assert tiny == pytest.approx(base * 1e-25, rel=1e-5)
+    assert (zero == 0).all() and (grads[grads.step == 2].status == "ok").all()
+
+
+def test_nonfinite_gradient_is_flagged_and_counted(batch):
+    x, y = batch
+    net = make_net()
+    with gradlab.watch(net) as rec:
+        (F.cross_entropy(net(x), y) * math.inf).backward()
+        rec.step(0)
+    frame = rec.frame()
+    assert (frame[frame.quantity == "grad/x"].status == "nonfinite").all()
+    assert rec.nonfinite >= 4
+
+
+def test_unused_branch_is_reported_unused_not_zero(batch):
+    x, _ = batch
+    net = make_net()
+    with gradlab.watch(net) as rec:
+        net.ema.em(net.stem(x))  # forward through the layer, output never used in the loss
+        net.classifier(net.stem(x)).sum().backward()
+        rec.step(0)
+    grads = rec.frame().query("quantity.str.startswith('grad/') and layer == 'ema.em'")
+    assert len(grads) == 3 * 4 + 2
+    assert (grads.status == "unused").all() and grads.value.isna().all()
+
+
+def test_detached_input_is_reported_no_grad(batch):
+    x, _ = batch
+    net = make_net()
+    with gradlab.watch(net) as rec:
+        net.ema.em(net.stem(x).detach()).sum().backward()
+        rec.step(0)
+    frame = rec.frame()
+    assert recorded(frame, "grad/x_total", None)[1] == "no_grad"
+    assert recorded(frame, "grad/x", 2)[1] == "no_grad"
+    assert recorded(frame, "grad/mu", 4)[1] == "ok"  # the bases still receive gradient
+
+
+def test_step_rows_and_parameter_groups(batch):
+    x, y = batch
+    net = make_net()
+    groups = {"features": net.stem, "rest": [*net.ema.parameters(), *net.classifier.parameters()]}
+    with gradlab.watch(net, groups=groups) as rec:
+        loss = F.cross_entropy(net(x), y)
+        loss.backward()
+        rec.step(7, loss=loss, lr=0.01)
+    frame = rec.frame()
+    assert recorded(frame, "loss", None, step=7)[0] == pytest.approx(loss.item())
+    assert recorded(frame, "lr", None, step=7)[0] == 0.01
+    assert recorded(frame, "step_time", None, step=7)[0] > 0
+    feats = frame[(frame.quantity == "grad/params") & (frame.layer == "features")].value.item()
+    truth = torch.cat([p.grad.flatten() for p in net.stem.parameters()]).norm().item()
+    assert feats == pytest.approx(truth, rel=1e-5)
+    assert set(frame[frame.quantity == "grad/params"].layer) == {"features", "rest"}
+
+
+def test_schedule_records_only_scheduled_steps(batch):
+    x, y = batch
+    net = make_net()
+    with gradlab.watch(net, every=3) as rec:
+        for step in range(7):
+            traced = net.ema.em.tracing
+            F.cross_entropy(net(x), y).backward()
+            assert traced == (step % 3 == 0)
+            rec.step(step)
+    assert sorted(rec.frame().step.unique()) == [0, 3, 6]
+
+
+def test_gradient_accumulation_combines_backwards_root_sum_square(batch):
+    x, y = batch
+    net = make_net().eval()  # eval: the bases stay put, so both forwards are the same function
+    with gradlab.watch(net) as rec:
+        F.cross_entropy(net(x), y).backward()
+        rec.step(0)
+        F.cross_entropy(net(x), y).backward()
+        F.cross_entropy(net(x), y).backward()
+        rec.step(1)
+    frame = rec.frame().query("quantity == 'grad/x'")
+    one, two = frame[frame.step == 0].value.to_numpy(), frame[frame.step == 1].value.to_numpy()
+    assert two == pytest.approx(one * math.sqrt(2), rel=1e-5)
+
+
+def test_rank_and_run_columns(batch, tmp_path):
+    x, y = batch
+    net = make_net()
+    with gradlab.watch(torch.nn.DataParallel(net), run_dir=tmp_path / "my-run") as rec:
+        F.cross_entropy(net(x), y).backward()
+        rec.step(0)
+    frame = rec.frame()
+    assert set(frame.run) == {"my-run"} and set(frame["rank"]) == {0}
+    assert set(frame.layer) >= {"ema.em", "stem", "ema", "classifier", ""}
