@@ -1,4 +1,4 @@
-"""`gradlab` command line: a thin shell over the library. User errors print one line and exit 2."""
+"""`gradlab` command line: a thin shell over the library. User errors print one line and exit with status 2."""
 
 from __future__ import annotations
 
@@ -11,18 +11,45 @@ from gradlab.errors import GradlabError
 def _demo(args: argparse.Namespace) -> int:
     from gradlab.demo import run_demo
 
-    run_demo(iterations=args.iterations, step_size=args.step_size, steps=args.steps)
+    run_demo(args.out, steps=args.steps)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from gradlab.train import RunDirectory, load_config, train
+
+    if args.resume:
+        if args.out is None:
+            raise GradlabError("--resume needs --out RUN_DIR: the run directory to continue")
+        config = RunDirectory(args.out).config(args.set)
+    else:
+        config = load_config(args.config, args.set)
+    out = args.out or f"runs/{config.model.kind}-T{config.model.iterations}-seed{config.seed}"
+    run = train(config, out, resume=args.resume, progress=not args.quiet)
+    print(f"run directory: {run.path}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gradlab", description=__doc__)
+    from gradlab.train.config import describe_keys
+
+    parser = argparse.ArgumentParser(prog="gradlab", description="Gradient-flow diagnostics for unrolled EM / HEM.")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="EM vs HEM: gradient reaching each unrolled iteration")
-    demo.add_argument("--iterations", type=int, default=8, help="unrolled iterations T (default 8)")
-    demo.add_argument("--step-size", type=float, default=0.5, help="HEM step size η (default 0.5)")
-    demo.add_argument("--steps", type=int, default=30, help="training steps per model (default 30)")
+
+    demo = sub.add_parser("demo", help="train an EM and an HEM model briefly and compare their gradient decay")
+    demo.add_argument("--out", default="runs/demo", help="folder for the two run directories (default runs/demo)")
+    demo.add_argument("--steps", type=int, default=None, help="training steps per model (default: the demo preset)")
     demo.set_defaults(func=_demo)
+
+    tr = sub.add_parser("train", help="train a segmentation model with an EM/HEM head",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog="config keys (name, default, meaning [allowed]):\n" + describe_keys())
+    tr.add_argument("config", nargs="?", default=None, help="TOML file or preset name in configs/ (e.g. demo)")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key (repeatable)")
+    tr.add_argument("--out", default=None, help="run directory (default runs/<kind>-T<iterations>-seed<seed>)")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=_train)
     return parser
 
 
@@ -30,6 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (GradlabError, ValueError) as err:
+    except GradlabError as err:
         print(f"gradlab: error: {err}", file=sys.stderr)
         return 2

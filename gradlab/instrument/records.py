@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from gradlab.atomic import atomic_path
 from gradlab.errors import RecordsError
 
 COLUMNS = ("run", "step", "layer", "iteration", "quantity", "value", "status", "rank")
@@ -63,11 +64,9 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
 
 
 def write_part(table: pa.Table, path: Path) -> None:
-    """Write one Parquet part atomically: a temp file in the same folder, then `os.replace`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    """Write one Parquet part atomically (temp file + `os.replace`)."""
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def part_files(path: str | os.PathLike) -> list[Path]:

@@ -1,0 +1,40 @@
+"""Shared by the benchmark scripts: machine details and JSON output. Benchmarks never assert on time."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+from pathlib import Path
+
+import torch
+
+from gradlab.atomic import write_text
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> dict:
+    info = {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    return info
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def write_json(name: str, payload: dict) -> Path:
+    """Write benchmarks/results/NAME.json atomically."""
+    path = RESULTS / f"{name}.json"
+    write_text(path, json.dumps({"machine": machine(), **payload}, indent=2))
+    return path

@@ -1,0 +1,92 @@
+"""Recorder overhead: training-step time with the recorder on (every step, every 10th) vs off.
+
+The modes alternate round by round in one process, so drift in machine load hits all of them alike.
+Reported: the median step time per mode and its ratio to "off". Target (issue 3): <= 1.05 every step.
+
+    python benchmarks/recorder_overhead.py            # full run (~1-2 min on 2 CPU cores)
+    python benchmarks/recorder_overhead.py --smoke    # seconds; checks that it runs
+    python benchmarks/recorder_overhead.py --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+import gradlab
+from benchmarks.common import median, write_json
+from gradlab.models import build_model, parameter_groups
+
+MODES = {"off": None, "every step": 1, "every 10th": 10}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_round(model, opt, batch, steps: int, every: int | None, device) -> list[float]:
+    x, y = batch
+    rec = gradlab.watch(model, every=every, groups=parameter_groups) if every else None
+    times = []
+    try:
+        for step in range(steps):
+            sync(device)
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            if rec is not None:
+                rec.step(step, loss=loss, lr=0.01)
+            sync(device)
+            times.append(time.perf_counter() - t0)
+    finally:
+        if rec is not None:
+            rec.close()
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=10, help="steps per mode per round")
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--iterations", type=int, default=6)
+    parser.add_argument("--bases", type=int, default=16)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true", help="2 rounds of 2 steps at 32x32")
+    args = parser.parse_args()
+    if args.smoke:
+        args.rounds, args.steps, args.size, args.batch = 2, 2, 32, 2
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    model = build_model("hem", 11, bases=args.bases, iterations=args.iterations).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    batch = (torch.randn(args.batch, 3, args.size, args.size, device=device),
+             torch.randint(0, 11, (args.batch, args.size, args.size), device=device))
+    run_round(model, opt, batch, 3, None, device)  # warm-up
+    times: dict[str, list[float]] = {m: [] for m in MODES}
+    for _ in range(args.rounds):
+        for mode, every in MODES.items():
+            times[mode] += run_round(model, opt, batch, args.steps, every, device)
+    base = median(times["off"])
+    rows = {m: {"median_ms": 1e3 * median(t), "ratio": median(t) / base, "steps": len(t)} for m, t in times.items()}
+    print(f"recorder overhead: HEM T={args.iterations} K={args.bases}, {args.size}x{args.size}, batch {args.batch}, "
+          f"{args.device}, {torch.get_num_threads()} threads")
+    print(f"{'mode':<12} {'median ms/step':>15} {'ratio':>7}")
+    for mode, row in rows.items():
+        print(f"{mode:<12} {row['median_ms']:>15.2f} {row['ratio']:>7.3f}")
+    if not args.smoke:
+        path = write_json(f"recorder_overhead_{device.type}", {"args": vars(args), "results": rows})
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

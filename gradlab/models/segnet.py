@@ -1,0 +1,135 @@
+"""The segmentation network of EMANet / HEMNet: dilated backbone → EMA head → bilinear upsampling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gradlab.errors import ConfigError
+from gradlab.layers import UnrolledEM, make_layer
+from gradlab.models.backbone import build_backbone
+from gradlab.models.head import EMAHead
+
+MODEL_KINDS = ("em", "hem", "none")
+
+
+def _check(ok: bool, name: str, value: object, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}={value!r} is invalid: {name} must be {allowed}")
+
+
+def _is_int(v: object, low: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def default_head_channels(backbone_channels: int) -> int:
+    """A quarter of the backbone width: 512 for ResNet-50/101 (EMANet's choice), 64 for `tiny`."""
+    return max(2, backbone_channels // 4)
+
+
+class SegmentationNet(nn.Module):
+    """Image (B, 3, H, W) → class logits (B, num_classes, H, W) for any H, W.
+
+    `backbone` is a name for `build_backbone` or a module with `out_channels`. `em` (an `EMLayer` or `HEMLayer`
+    with `em.channels == head_channels`) goes into the head's EMA unit; None builds the baseline without it.
+    `head_channels=None` takes `em.channels`, else `default_head_channels`. `pretrained` is a local state_dict
+    file for a named backbone.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        backbone: str | nn.Module = "tiny",
+        output_stride: int = 8,
+        head_channels: int | None = None,
+        em: UnrolledEM | None = None,
+        dropout: float = 0.1,
+        pretrained: str | Path | None = None,
+        *,
+        deep_stem: bool = False,
+    ):
+        super().__init__()
+        _check(_is_int(num_classes, 1), "num_classes", num_classes, "an integer >= 1")
+        _check(isinstance(dropout, (int, float)) and 0 <= dropout < 1, "dropout", dropout, "in [0, 1)")
+        _check(em is None or isinstance(em, UnrolledEM), "em", type(em).__name__, "None or an EMLayer / HEMLayer")
+        self.backbone = _resolve_backbone(backbone, output_stride, pretrained, deep_stem)
+        channels = _resolve_head_channels(head_channels, em, self.backbone.out_channels)
+        self.num_classes = num_classes
+        self.head = EMAHead(self.backbone.out_channels, channels, num_classes, em, dropout)
+
+    @property
+    def em(self) -> UnrolledEM | None:
+        """The unrolled EM / HEM layer of the head, or None for the baseline."""
+        return getattr(self.head.ema, "em", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.head(self.backbone(x))
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def _resolve_backbone(backbone: str | nn.Module, output_stride: int, pretrained: str | Path | None,
+                      deep_stem: bool) -> nn.Module:
+    if isinstance(backbone, nn.Module):
+        _check(isinstance(getattr(backbone, "out_channels", None), int), "backbone", type(backbone).__name__,
+               "a backbone name or a module with an integer attribute out_channels")
+        _check(pretrained is None, "pretrained", pretrained, "None when backbone is a module (load it yourself)")
+        return backbone
+    return build_backbone(backbone, output_stride, pretrained, deep_stem=deep_stem)
+
+
+def _resolve_head_channels(head_channels: int | None, em: UnrolledEM | None, backbone_channels: int) -> int:
+    if head_channels is None:
+        return em.channels if em is not None else default_head_channels(backbone_channels)
+    _check(_is_int(head_channels, 2), "head_channels", head_channels, "None or an integer >= 2")
+    if em is not None and em.channels != head_channels:
+        raise ConfigError(
+            f"em.channels={em.channels} does not match head_channels={head_channels}: "
+            "build the EM layer with channels=head_channels (or leave head_channels=None)"
+        )
+    return head_channels
+
+
+def build_model(
+    kind: str,
+    num_classes: int,
+    *,
+    channels: int | None = None,
+    bases: int = 64,
+    iterations: int = 3,
+    step_size: float = 0.5,
+    kernel: str = "dot",
+    temperature: float = 1.0,
+    normalize: bool = True,
+    grad_iterations: int | str | None = "all",
+    backbone: str = "tiny",
+    output_stride: int = 8,
+    pretrained: str | Path | None = None,
+    dropout: float = 0.1,
+    deep_stem: bool = False,
+) -> SegmentationNet:
+    """Build a `SegmentationNet` from config-style values: kind "em" (EMANet), "hem" (HEMNet) or "none".
+
+    `channels` is the head width (None: `default_head_channels`); `grad_iterations="all"` means every
+    iteration carries gradient (None). The EM arguments are ignored for kind "none"; step_size for "em".
+    """
+    _check(kind in MODEL_KINDS, "kind", kind, f"one of {', '.join(MODEL_KINDS)}")
+    net_backbone = build_backbone(backbone, output_stride, pretrained, deep_stem=deep_stem)
+    if channels is None:
+        channels = default_head_channels(net_backbone.out_channels)
+    em = None
+    if kind != "none":
+        em = make_layer(kind, channels, bases=bases, iterations=iterations, step_size=step_size, kernel=kernel,
+                        temperature=temperature, normalize=normalize,
+                        grad_iterations=_parse_grad_iterations(grad_iterations))
+    return SegmentationNet(num_classes, net_backbone, output_stride, channels, em, dropout)
+
+
+def _parse_grad_iterations(value: int | str | None) -> int | None:
+    """"all" or None → None (every iteration); an integer k → k (the layer checks its range)."""
+    if value is None or value == "all":
+        return None
+    _check(_is_int(value, 0), "grad_iterations", value, '"all", None or an integer >= 0')
+    return value

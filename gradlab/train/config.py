@@ -1,0 +1,224 @@
+"""Typed training configuration: dataclasses, TOML presets, `--set key=value` overrides, validation.
+
+Every key has a default, a type, an allowed range and a line of help; `gradlab train --help` lists them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from gradlab.errors import ConfigError
+
+PRESETS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def key(default: Any, help: str, allowed: str = "", check=None) -> Any:
+    """A config field with its help text and validity check (`check(value) -> bool`, described by `allowed`)."""
+    return field(default=default, metadata={"help": help, "allowed": allowed, "check": check})
+
+
+def positive(v) -> bool:
+    return v > 0
+
+
+def at_least(n):
+    return lambda v: v >= n
+
+
+@dataclass
+class DataConfig:
+    source: str = key("digits", "scene sprites (digits, idx) or a VOC folder (voc)", "digits, idx or voc",
+                      lambda v: v in ("digits", "idx", "voc"))
+    root: str = key("", "folder of the IDX files or of VOC2012 ('' = the source's default)")
+    size: int = key(64, "canvas side of scenes, crop side of VOC training images", ">= 16", at_least(16))
+    train_length: int = key(2000, "scenes in the train split (scene sources)", ">= 1", at_least(1))
+    val_length: int = key(500, "scenes in the val split (scene sources)", ">= 1", at_least(1))
+    workers: int = key(0, "DataLoader worker processes", ">= 0", at_least(0))
+
+
+@dataclass
+class ModelConfig:
+    kind: str = key("hem", "EM unit: em (EMANet), hem (HEMNet) or none (baseline)", "em, hem or none",
+                    lambda v: v in ("em", "hem", "none"))
+    backbone: str = key("tiny", "dilated ResNet size: tiny, resnet50, resnet101")
+    output_stride: int = key(8, "backbone output stride", "8 or 16", lambda v: v in (8, 16))
+    pretrained: str = key("", "local state_dict file for the backbone ('' = random init)")
+    channels: int = key(0, "head / EM channels C (0 = the backbone's default)", ">= 0", at_least(0))
+    bases: int = key(16, "bases K", ">= 1", at_least(1))
+    iterations: int = key(3, "unrolled iterations T", ">= 1", at_least(1))
+    step_size: float = key(0.5, "HEM step size η (ignored by em)", "in (0, 2)", lambda v: 0 < v < 2)
+    kernel: str = key("dot", "E-step kernel", "dot or gaussian", lambda v: v in ("dot", "gaussian"))
+    temperature: float = key(1.0, "softmax temperature τ", "> 0", positive)
+    normalize: bool = key(True, "normalise the bases (P of MATH.md)")
+    grad_iterations: str | int = key("all", "differentiable last iterations: all, or k in [0, T]", '"all" or >= 0',
+                                     lambda v: v == "all" or isinstance(v, int) and v >= 0)
+    dropout: float = key(0.1, "dropout before the classifier", "in [0, 1)", lambda v: 0 <= v < 1)
+    sync_bn: bool = key(False, "SyncBatchNorm under DDP")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = key(600, "training steps", ">= 1", at_least(1))
+    batch_size: int = key(8, "images per step (per process under DDP)", ">= 1", at_least(1))
+    lr: float = key(0.01, "base learning rate (poly schedule)", "> 0", positive)
+    momentum: float = key(0.9, "SGD momentum", "in [0, 1)", lambda v: 0 <= v < 1)
+    weight_decay: float = key(1e-4, "weight decay on conv/linear weights", ">= 0", at_least(0))
+    poly_power: float = key(0.9, "poly schedule: lr = base (1 - step/steps)^power", ">= 0", at_least(0))
+    clip_grad: float = key(0.0, "clip the gradient norm to this (0 = off)", ">= 0", at_least(0))
+    amp: bool = key(False, "mixed precision (CUDA only)")
+    eval_every: int = key(200, "steps between validations (the last step always validates)", ">= 1", at_least(1))
+    checkpoint_every: int = key(200, "steps between checkpoints (the last step always saves)", ">= 1", at_least(1))
+    nonfinite: str = key("stop", "on a NaN/Inf loss or gradient: stop (keep the last checkpoint) or skip the step",
+                         "stop or skip", lambda v: v in ("stop", "skip"))
+    device: str = key("auto", "auto, cpu or cuda", "auto, cpu or cuda", lambda v: v in ("auto", "cpu", "cuda"))
+
+
+@dataclass
+class RecordConfig:
+    every: int = key(1, "record every k-th step (0 = recorder off)", ">= 0", at_least(0))
+    flush_every: int = key(50, "recorded steps per Parquet part", ">= 1", at_least(1))
+    all_ranks: bool = key(False, "under DDP, record every rank (default: rank 0)")
+
+
+@dataclass
+class Config:
+    seed: int = key(0, "seed of data, initialisation and dropout", ">= 0", at_least(0))
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
+
+
+def key_fields(config: Config | None = None) -> dict[str, tuple[Any, dataclasses.Field]]:
+    """Dotted key → (the object that holds it, its field), e.g. "model.iterations"."""
+    config = config or Config()
+    out = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update({f"{f.name}.{g.name}": (value, g) for g in fields(value)})
+        else:
+            out[f.name] = (config, f)
+    return out
+
+
+def _type_ok(f: dataclasses.Field, value: Any) -> bool:
+    kinds = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "str | int": (str, int)}[f.type]
+    if isinstance(value, bool) and bool not in kinds:
+        return False
+    return isinstance(value, kinds) and not (isinstance(value, float) and not math.isfinite(value))
+
+
+def set_key(config: Config, dotted: str, value: Any) -> None:
+    """Set one key with type and range checks; the error names the key, the value and what is allowed."""
+    table = key_fields(config)
+    if dotted not in table:
+        raise ConfigError(f"unknown config key {dotted!r}; valid keys: {', '.join(table)}")
+    holder, f = table[dotted]
+    if not _type_ok(f, value):
+        raise ConfigError(f"{dotted}={value!r} has the wrong type: expected {f.type}")
+    check = f.metadata["check"]
+    if check is not None and not check(value):
+        raise ConfigError(f"{dotted}={value!r} is out of range: allowed {f.metadata['allowed']}")
+    setattr(holder, f.name, float(value) if f.type == "float" else value)
+
+
+def parse_value(text: str) -> Any:
+    """A TOML value (5, 0.5, true, "x"); anything else is taken as a bare string (data.source=idx)."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(config: Config, overrides: list[str]) -> Config:
+    for item in overrides:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r} is not key=value (e.g. --set model.iterations=5)")
+        set_key(config, name.strip(), parse_value(text.strip()))
+    return config
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    config = Config()
+    for name, value in data.items():
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                set_key(config, f"{name}.{sub}", v)
+        else:
+            set_key(config, name, value)
+    return config
+
+
+def load_config(source: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """A preset name from configs/ (e.g. "demo"), a TOML path, or None for the defaults; then overrides."""
+    config = Config()
+    if source is not None:
+        path = Path(source)
+        if not path.exists() and (PRESETS / f"{source}.toml").exists():
+            path = PRESETS / f"{source}.toml"
+        if not path.is_file():
+            names = ", ".join(p.stem for p in sorted(PRESETS.glob("*.toml")))
+            raise ConfigError(f"no config file {str(source)!r}: give a TOML path or a preset ({names})")
+        try:
+            config = from_dict(tomllib.loads(path.read_text()))
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path} is not valid TOML: {err}") from None
+    return validate(apply_overrides(config, overrides or []))
+
+
+def validate(config: Config) -> Config:
+    """Checks that involve several keys."""
+    m = config.model
+    if isinstance(m.grad_iterations, int) and m.grad_iterations > m.iterations:
+        raise ConfigError(f"model.grad_iterations={m.grad_iterations} is out of range: allowed 'all' or an "
+                          f"integer in [0, model.iterations={m.iterations}]")
+    if config.data.source == "voc" and not config.data.root:
+        raise ConfigError("data.source='voc' needs data.root: the folder that holds JPEGImages/ and SegmentationClass/")
+    return config
+
+
+def to_toml(config: Config) -> str:
+    """The resolved config as TOML (what a run directory's config.toml holds)."""
+    top, tables = [], []
+    for dotted, (holder, f) in key_fields(config).items():
+        line = f"{f.name} = {_toml_value(getattr(holder, f.name))}"
+        if "." in dotted:
+            section = dotted.split(".")[0]
+            if not tables or tables[-1][0] != section:
+                tables.append((section, []))
+            tables[-1][1].append(line)
+        else:
+            top.append(line)
+    blocks = ["\n".join(top)] + [f"[{s}]\n" + "\n".join(lines) for s, lines in tables]
+    return "\n\n".join(blocks) + "\n"
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v)
+    return repr(v)
+
+
+def to_flat_dict(config: Config) -> dict[str, Any]:
+    """{"model.iterations": 3, ...}: the keys as columns for analysis."""
+    return {dotted: getattr(holder, f.name) for dotted, (holder, f) in key_fields(config).items()}
+
+
+def describe_keys() -> str:
+    """One line per key: name, default, help, allowed values (for `gradlab train --help`)."""
+    lines = []
+    for dotted, (holder, f) in key_fields().items():
+        allowed = f" [{f.metadata['allowed']}]" if f.metadata["allowed"] else ""
+        lines.append(f"  {dotted:<24} {_toml_value(getattr(holder, f.name)):<10} {f.metadata['help']}{allowed}")
+    return "\n".join(lines)

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+import tomllib
+
+from gradlab.errors import ConfigError
+from gradlab.train.config import Config, describe_keys, from_dict, load_config, to_flat_dict, to_toml
+
+
+def test_defaults_round_trip_through_toml():
+    config = load_config("demo", ["model.iterations=5", "model.grad_iterations=2", "data.source=idx"])
+    assert from_dict(tomllib.loads(to_toml(config))) == config
+    assert config.model.iterations == 5 and config.model.grad_iterations == 2 and config.data.source == "idx"
+
+
+def test_flat_dict_has_dotted_keys():
+    flat = to_flat_dict(Config())
+    assert flat["model.step_size"] == 0.5 and flat["seed"] == 0 and "record.every" in flat
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("model.itrations=3", "unknown config key 'model.itrations'; valid keys: seed, data.source"),
+        ("model.iterations=three", "model.iterations='three' has the wrong type: expected int"),
+        ("model.iterations=0", "model.iterations=0 is out of range: allowed >= 1"),
+        ("model.step_size=2.5", "model.step_size=2.5 is out of range: allowed in (0, 2)"),
+        ("model.normalize=1", "model.normalize=1 has the wrong type: expected bool"),
+        ("model.kind=gmm", "model.kind='gmm' is out of range: allowed em, hem or none"),
+        ("model.grad_iterations=9", "model.grad_iterations=9 is out of range"),
+        ("data.source=voc", "data.source='voc' needs data.root"),
+        ("train.lr=nan", "train.lr=nan has the wrong type"),
+        ("model.iterations", "is not key=value"),
+    ],
+)
+def test_bad_values_name_the_key_and_what_is_allowed(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config("demo", [override])
+    assert message in str(err.value)
+
+
+def test_floats_accept_integers_and_missing_files_are_named(tmp_path):
+    assert load_config(None, ["train.lr=1"]).train.lr == 1.0
+    with pytest.raises(ConfigError, match="no config file 'nope.toml'.*demo"):
+        load_config("nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[model\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+
+
+def test_every_key_is_described():
+    text = describe_keys()
+    for dotted in to_flat_dict(Config()):
+        assert f"  {dotted} " in text

@@ -1,0 +1,102 @@
+"""End-to-end training on tiny configs: run directory, learning, exact resume, non-finite policies."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+import gradlab
+from gradlab.train import NonFiniteError, train
+from gradlab.train import trainer as trainer_module
+from tests.train.conftest import tiny_config
+
+
+def test_a_run_directory_holds_everything(tmp_path):
+    run = train(tiny_config(), tmp_path / "run", progress=False)
+    assert json.loads(run.meta_path.read_text())["status"] == "complete"
+    assert run.config() == tiny_config()
+    state = torch.load(run.checkpoint, weights_only=True)
+    assert state["step"] == 6
+    metrics = pd.read_parquet(run.metrics_path)
+    assert set(metrics[metrics.name == "miou"].step) == {2, 5}
+    records = gradlab.load_records(run.path)
+    assert sorted(records.step.unique()) == list(range(6))
+    assert set(records.query("quantity == 'grad/params'").layer) == {"backbone", "em", "head"}
+
+
+def test_tiny_training_learns(tmp_path):
+    config = tiny_config("train.steps=40", "data.train_length=160", "data.val_length=16", "train.eval_every=40",
+                         "train.lr=0.02", "data.size=32")
+    run = train(config, tmp_path / "run", progress=False)
+    metrics = pd.read_parquet(run.metrics_path)
+    loss = metrics[metrics.name == "loss"].value.to_numpy()
+    assert loss[-5:].mean() < 0.6 * loss[:5].mean()
+    assert metrics[metrics.name == "pixel_acc"].value.iloc[-1] > 0.7
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_equals_a_straight_run(tmp_path, monkeypatch):
+    straight = train(tiny_config(), tmp_path / "straight", progress=False)
+    real_checkpoint = trainer_module._checkpoint
+
+    def checkpoint_then_die(net, opt, rec, metrics, run, done, ctx):
+        real_checkpoint(net, opt, rec, metrics, run, done, ctx)
+        if done == 3:
+            raise Killed
+
+    monkeypatch.setattr(trainer_module, "_checkpoint", checkpoint_then_die)
+    with pytest.raises(Killed):
+        train(tiny_config(), tmp_path / "resumed", progress=False)
+    monkeypatch.setattr(trainer_module, "_checkpoint", real_checkpoint)
+    resumed = train(tiny_config(), tmp_path / "resumed", resume=True, progress=False)
+
+    a, b = (torch.load(r.checkpoint, weights_only=True)["model"] for r in (straight, resumed))
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-6, msg=name)
+    ra, rb = (gradlab.load_records(r.path).query("quantity != 'step_time'").drop(columns="run")
+              for r in (straight, resumed))
+    pd.testing.assert_frame_equal(ra.reset_index(drop=True), rb.reset_index(drop=True), rtol=1e-6)
+    ma, mb = (pd.read_parquet(r.metrics_path) for r in (straight, resumed))
+    pd.testing.assert_frame_equal(ma, mb, rtol=1e-6)
+
+
+class NaNImages(torch.utils.data.Dataset):
+    def __init__(self, base):
+        self.base, self.num_classes = base, base.num_classes
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        image, mask = self.base[i]
+        return image * float("nan"), mask
+
+
+def nan_data(monkeypatch):
+    real = trainer_module.build_data
+    monkeypatch.setattr(trainer_module, "build_data", lambda c: (NaNImages(real(c)[0]), real(c)[1]))
+
+
+def test_nonfinite_stop_keeps_no_bad_checkpoint_and_says_where(tmp_path, monkeypatch):
+    nan_data(monkeypatch)
+    with pytest.raises(NonFiniteError, match="non-finite loss at step 0"):
+        train(tiny_config(), tmp_path / "run", progress=False)
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    assert meta["status"] == "stopped" and not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+    records = gradlab.load_records(tmp_path / "run")
+    assert (records.query("quantity == 'loss'").status == "nonfinite").all()
+
+
+def test_nonfinite_skip_drops_the_updates(tmp_path, monkeypatch):
+    nan_data(monkeypatch)
+    torch.manual_seed(0)
+    run = train(tiny_config("train.nonfinite='skip'"), tmp_path / "run", progress=False)
+    metrics = pd.read_parquet(run.metrics_path)
+    assert (metrics.name == "nonfinite").sum() == 6
+    assert json.loads(run.meta_path.read_text())["status"] == "complete"
