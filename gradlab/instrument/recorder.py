@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from gradlab.instrument import taps as tap_module
@@ -31,20 +30,10 @@ from gradlab.instrument.norms import group_norm, l2_norm
 from gradlab.instrument.records import RecordBuffer, write_part
 from gradlab.instrument.schedules import Schedule, as_schedule
 from gradlab.layers import UnrolledEM
+from gradlab.parallel import current_rank, unwrap
 
 Key = tuple[str, str, "int | None"]  # (layer, quantity, iteration)
 _WATCHED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside DistributedDataParallel / DataParallel wrappers."""
-    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        model = model.module
-    return model
-
-
-def current_rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
 class Recorder:

@@ -8,19 +8,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from gradlab.checks import is_int, require
 from gradlab.instrument.taps import tap
 from gradlab.layers.iteration import EMIteration
 from gradlab.layers.kernels import KERNELS, logits, objective, project
 from gradlab.layers.trace import Trace
-
-
-def _require(ok: bool, name: str, value: object, allowed: str) -> None:
-    if not ok:
-        raise ValueError(f"{name}={value!r} is invalid: {name} must be {allowed}")
-
-
-def _is_count(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 
 
 class UnrolledEM(nn.Module):
@@ -46,14 +38,14 @@ class UnrolledEM(nn.Module):
         grad_iterations: int | None = None,
     ):
         super().__init__()
-        _require(_is_count(channels), "channels", channels, "an integer >= 1")
-        _require(_is_count(bases), "bases", bases, "an integer >= 1")
-        _require(_is_count(iterations), "iterations", iterations, "an integer >= 1")
-        _require(isinstance(step_size, (int, float)) and 0 < step_size < 2, "step_size", step_size, "in (0, 2)")
-        _require(kernel in KERNELS, "kernel", kernel, f"one of {', '.join(KERNELS)}")
-        _require(isinstance(temperature, (int, float)) and temperature > 0, "temperature", temperature, "> 0")
-        _require(isinstance(momentum, (int, float)) and 0 <= momentum <= 1, "momentum", momentum, "in [0, 1]")
-        _require(
+        require(is_int(channels), "channels", channels, "an integer >= 1")
+        require(is_int(bases), "bases", bases, "an integer >= 1")
+        require(is_int(iterations), "iterations", iterations, "an integer >= 1")
+        require(isinstance(step_size, (int, float)) and 0 < step_size < 2, "step_size", step_size, "in (0, 2)")
+        require(kernel in KERNELS, "kernel", kernel, f"one of {', '.join(KERNELS)}")
+        require(isinstance(temperature, (int, float)) and temperature > 0, "temperature", temperature, "> 0")
+        require(isinstance(momentum, (int, float)) and 0 <= momentum <= 1, "momentum", momentum, "in [0, 1]")
+        require(
             grad_iterations is None or (isinstance(grad_iterations, int) and 0 <= grad_iterations <= iterations),
             "grad_iterations", grad_iterations, f"None (all) or an integer in [0, iterations={iterations}]",
         )
@@ -158,7 +150,7 @@ class HEMLayer(UnrolledEM):
 def make_layer(kind: str, channels: int, **kwargs) -> UnrolledEM:
     """Build an `EMLayer` ("em") or `HEMLayer` ("hem") from a config-style kind name."""
     kinds = {"em": EMLayer, "hem": HEMLayer}
-    _require(kind in kinds, "kind", kind, "one of em, hem")
+    require(kind in kinds, "kind", kind, "one of em, hem")
     if kind == "em":
         kwargs.pop("step_size", None)
     return kinds[kind](channels, **kwargs)

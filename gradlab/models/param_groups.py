@@ -8,13 +8,9 @@ from torch import nn
 
 from gradlab.errors import ConfigError
 from gradlab.models.segnet import SegmentationNet
+from gradlab.parallel import unwrap
 
 GROUPS = ("backbone", "em", "head")
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside a DistributedDataParallel / DataParallel wrapper (or the model itself)."""
-    return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
 
 
 def parameter_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:

@@ -8,21 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gradlab.checks import is_int, require
 from gradlab.errors import ConfigError
 from gradlab.layers import UnrolledEM, make_layer
 from gradlab.models.backbone import build_backbone
 from gradlab.models.head import EMAHead
 
 MODEL_KINDS = ("em", "hem", "none")
-
-
-def _check(ok: bool, name: str, value: object, allowed: str) -> None:
-    if not ok:
-        raise ConfigError(f"{name}={value!r} is invalid: {name} must be {allowed}")
-
-
-def _is_int(v: object, low: int) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= low
 
 
 def default_head_channels(backbone_channels: int) -> int:
@@ -52,9 +44,9 @@ class SegmentationNet(nn.Module):
         deep_stem: bool = False,
     ):
         super().__init__()
-        _check(_is_int(num_classes, 1), "num_classes", num_classes, "an integer >= 1")
-        _check(isinstance(dropout, (int, float)) and 0 <= dropout < 1, "dropout", dropout, "in [0, 1)")
-        _check(em is None or isinstance(em, UnrolledEM), "em", type(em).__name__, "None or an EMLayer / HEMLayer")
+        require(is_int(num_classes, 1), "num_classes", num_classes, "an integer >= 1")
+        require(isinstance(dropout, (int, float)) and 0 <= dropout < 1, "dropout", dropout, "in [0, 1)")
+        require(em is None or isinstance(em, UnrolledEM), "em", type(em).__name__, "None or an EMLayer / HEMLayer")
         self.backbone = _resolve_backbone(backbone, output_stride, pretrained, deep_stem)
         channels = _resolve_head_channels(head_channels, em, self.backbone.out_channels)
         self.num_classes = num_classes
@@ -73,9 +65,9 @@ class SegmentationNet(nn.Module):
 def _resolve_backbone(backbone: str | nn.Module, output_stride: int, pretrained: str | Path | None,
                       deep_stem: bool) -> nn.Module:
     if isinstance(backbone, nn.Module):
-        _check(isinstance(getattr(backbone, "out_channels", None), int), "backbone", type(backbone).__name__,
+        require(isinstance(getattr(backbone, "out_channels", None), int), "backbone", type(backbone).__name__,
                "a backbone name or a module with an integer attribute out_channels")
-        _check(pretrained is None, "pretrained", pretrained, "None when backbone is a module (load it yourself)")
+        require(pretrained is None, "pretrained", pretrained, "None when backbone is a module (load it yourself)")
         return backbone
     return build_backbone(backbone, output_stride, pretrained, deep_stem=deep_stem)
 
@@ -83,7 +75,7 @@ def _resolve_backbone(backbone: str | nn.Module, output_stride: int, pretrained:
 def _resolve_head_channels(head_channels: int | None, em: UnrolledEM | None, backbone_channels: int) -> int:
     if head_channels is None:
         return em.channels if em is not None else default_head_channels(backbone_channels)
-    _check(_is_int(head_channels, 2), "head_channels", head_channels, "None or an integer >= 2")
+    require(is_int(head_channels, 2), "head_channels", head_channels, "None or an integer >= 2")
     if em is not None and em.channels != head_channels:
         raise ConfigError(
             f"em.channels={em.channels} does not match head_channels={head_channels}: "
@@ -115,7 +107,7 @@ def build_model(
     `channels` is the head width (None: `default_head_channels`); `grad_iterations="all"` means every
     iteration carries gradient (None). The EM arguments are ignored for kind "none"; step_size for "em".
     """
-    _check(kind in MODEL_KINDS, "kind", kind, f"one of {', '.join(MODEL_KINDS)}")
+    require(kind in MODEL_KINDS, "kind", kind, f"one of {', '.join(MODEL_KINDS)}")
     net_backbone = build_backbone(backbone, output_stride, pretrained, deep_stem=deep_stem)
     if channels is None:
         channels = default_head_channels(net_backbone.out_channels)
@@ -131,5 +123,5 @@ def _parse_grad_iterations(value: int | str | None) -> int | None:
     """"all" or None → None (every iteration); an integer k → k (the layer checks its range)."""
     if value is None or value == "all":
         return None
-    _check(_is_int(value, 0), "grad_iterations", value, '"all", None or an integer >= 0')
+    require(is_int(value, 0), "grad_iterations", value, '"all", None or an integer >= 0')
     return value
