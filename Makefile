@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check gradlab tests benchmarks
 
 bench: $(STAMP)
-	$(PY) benchmarks/recorder_overhead.py
+	$(PY) -m benchmarks.recorder_overhead
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -3,9 +3,9 @@
 The modes alternate round by round in one process, so drift in machine load hits all of them alike.
 Reported: the median step time per mode and its ratio to "off". Target (issue 3): <= 1.05 every step.
 
-    python benchmarks/recorder_overhead.py            # full run (~1-2 min on 2 CPU cores)
-    python benchmarks/recorder_overhead.py --smoke    # seconds; checks that it runs
-    python benchmarks/recorder_overhead.py --device cuda
+    python -m benchmarks.recorder_overhead            # full run (~1-2 min on 2 CPU cores)
+    python -m benchmarks.recorder_overhead --smoke    # seconds; checks that it runs
+    python -m benchmarks.recorder_overhead --device cuda
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--iterations", type=int, default=6)
     parser.add_argument("--bases", type=int, default=16)
+    parser.add_argument("--backbone", default="tiny")
+    parser.add_argument("--channels", type=int, default=None, help="head / EM width (default: the backbone's)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--smoke", action="store_true", help="2 rounds of 2 steps at 32x32")
@@ -67,7 +69,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
-    model = build_model("hem", 11, bases=args.bases, iterations=args.iterations).to(device)
+    model = build_model("hem", 11, bases=args.bases, iterations=args.iterations, backbone=args.backbone,
+                        channels=args.channels).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     batch = (torch.randn(args.batch, 3, args.size, args.size, device=device),
              torch.randint(0, 11, (args.batch, args.size, args.size), device=device))
@@ -78,13 +81,14 @@ def main() -> None:
             times[mode] += run_round(model, opt, batch, args.steps, every, device)
     base = median(times["off"])
     rows = {m: {"median_ms": 1e3 * median(t), "ratio": median(t) / base, "steps": len(t)} for m, t in times.items()}
-    print(f"recorder overhead: HEM T={args.iterations} K={args.bases}, {args.size}x{args.size}, batch {args.batch}, "
+    print(f"recorder overhead: {args.backbone} + HEM T={args.iterations} K={args.bases}, {args.size}x{args.size}, "
+          f"batch {args.batch}, "
           f"{args.device}, {torch.get_num_threads()} threads")
     print(f"{'mode':<12} {'median ms/step':>15} {'ratio':>7}")
     for mode, row in rows.items():
         print(f"{mode:<12} {row['median_ms']:>15.2f} {row['ratio']:>7.3f}")
     if not args.smoke:
-        path = write_json(f"recorder_overhead_{device.type}", {"args": vars(args), "results": rows})
+        path = write_json(f"recorder_overhead_{device.type}_{args.backbone}", {"args": vars(args), "results": rows})
         print(f"wrote {path}")
 
 

@@ -16,8 +16,3 @@ def l2_norm(g: torch.Tensor) -> torch.Tensor:
     scale = g.abs().amax()
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
     return safe * torch.linalg.vector_norm(g / safe)
-
-
-def group_norm(grads: list[torch.Tensor]) -> torch.Tensor:
-    """‖(g_1, …, g_n)‖₂ of several gradients (a parameter group), float64, on their device."""
-    return torch.linalg.vector_norm(torch.stack([l2_norm(g) for g in grads]))

@@ -26,7 +26,7 @@ from torch import nn
 from gradlab.instrument import taps as tap_module
 from gradlab.instrument.diagnostics import forward_diagnostics
 from gradlab.instrument.groups import GroupSpec, resolve_groups
-from gradlab.instrument.norms import group_norm, l2_norm
+from gradlab.instrument.norms import l2_norm
 from gradlab.instrument.records import RecordBuffer, write_part
 from gradlab.instrument.schedules import Schedule, as_schedule
 from gradlab.layers import UnrolledEM
@@ -98,8 +98,8 @@ class Recorder:
     def _on_forward(self, layer: UnrolledEM, args, output) -> None:
         if not (self._recording and torch.is_grad_enabled() and layer.trace is not None):
             return  # only training forwards (those that build a graph) are diagnosed
-        for quantity, iteration, value in forward_diagnostics(layer.trace):
-            self._diagnostics[(self.names[layer], quantity, iteration)].append(value)
+        for quantity, first, values in forward_diagnostics(layer.trace):
+            self._diagnostics[(self.names[layer], quantity, first)].append(values)
         if not self._user_tracing[layer]:
             layer.trace = None
 
@@ -129,40 +129,45 @@ class Recorder:
     def _reset_pending(self) -> None:
         self._expected: dict[Key, bool] = {}
         self._norms: dict[Key, torch.Tensor] = {}
-        self._diagnostics: dict[Key, list] = defaultdict(list)
+        self._diagnostics: dict[Key, list] = defaultdict(list)  # (layer, quantity, first t) → per-forward vectors
 
     def _close_step(self, step: int, loss, lr) -> None:
-        device_values = self._device_values(loss)
-        host = _to_host(list(device_values.values()))  # the one host sync of this step
-        values = dict(zip(device_values, host))
+        keys, tensors = self._device_values(loss)
+        values = dict(zip(keys, _to_host(tensors)))  # the one host sync of this step
         for key, live in self._expected.items():
             if key in values:
                 self._add(step, key, values[key])
             else:
                 self._add(step, key, math.nan, "unused" if live else "no_grad")
-        for key in self._diagnostics:
-            self._add(step, key, values[key])
+        for key, value in values.items():
+            if key not in self._expected and key[1] != "loss":
+                self._add(step, key, value)
         for name in self.groups:
-            key = (name, "grad/params", None)
-            self._add(step, key, *((values[key],) if key in values else (math.nan, "no_grad")))
-        step_values = {"loss": values.get(("", "loss", None), loss), "lr": lr}
-        step_values["step_time"] = time.perf_counter() - self._t0
+            if (name, "grad/params", None) not in values:
+                self._add(step, (name, "grad/params", None), math.nan, "no_grad")
+        step_values = {"loss": values.get(("", "loss", None), loss), "lr": lr,
+                       "step_time": time.perf_counter() - self._t0}
         for quantity, value in step_values.items():
             if value is not None:
                 self._add(step, ("", quantity, None), float(value))
         self._reset_pending()
 
-    def _device_values(self, loss) -> dict[Key, torch.Tensor]:
-        values: dict[Key, torch.Tensor] = dict(self._norms)
-        for key, samples in self._diagnostics.items():
-            values[key] = torch.stack(samples).mean() if len(samples) > 1 else samples[0]
+    def _device_values(self, loss) -> tuple[list[Key], list[torch.Tensor]]:
+        """Every number of the step as (keys, 1-D device tensors): norms, diagnostics, groups, loss."""
+        keys, tensors = list(self._norms), [n.reshape(1) for n in self._norms.values()]
+        for (layer, quantity, first), samples in self._diagnostics.items():
+            v = torch.stack(samples).mean(0) if len(samples) > 1 else samples[0]  # several forwards: their mean
+            keys += [(layer, quantity, None if first is None else first + i) for i in range(len(v))]
+            tensors.append(v)
         for name, params in self.groups.items():
             grads = [p.grad for p in params if p.grad is not None]
-            if grads:
-                values[(name, "grad/params", None)] = group_norm(grads)
+            if grads:  # one fused multi-tensor norm per group
+                keys.append((name, "grad/params", None))
+                tensors.append(torch.nn.utils.get_total_norm(grads).double().reshape(1))
         if isinstance(loss, torch.Tensor):
-            values[("", "loss", None)] = loss.detach().double().reshape(())
-        return values
+            keys.append(("", "loss", None))
+            tensors.append(loss.detach().double().reshape(1))
+        return keys, tensors
 
     def _add(self, step: int, key: Key, value: float, status: str | None = None) -> None:
         layer, quantity, iteration = key
@@ -219,16 +224,18 @@ class Recorder:
             )
 
 
-def _to_host(values: list[torch.Tensor]) -> list[float]:
-    """Move 0-dim tensors to the host with one transfer per device."""
+def _to_host(tensors: list[torch.Tensor]) -> list[float]:
+    """Concatenate 1-D tensors and move them to the host with one transfer per device."""
     by_device: dict[torch.device, list[int]] = defaultdict(list)
-    for i, v in enumerate(values):
-        by_device[v.device].append(i)
-    out = [math.nan] * len(values)
+    for i, t in enumerate(tensors):
+        by_device[t.device].append(i)
+    parts: list[list[float]] = [[] for _ in tensors]
     for idx in by_device.values():
-        for i, v in zip(idx, torch.stack([values[i].double() for i in idx]).cpu().tolist()):
-            out[i] = v
-    return out
+        flat = torch.cat([tensors[i].double() for i in idx]).cpu().tolist()
+        for i in idx:
+            n = len(tensors[i])
+            parts[i], flat = flat[:n], flat[n:]
+    return [v for part in parts for v in part]
 
 
 def watch(model: nn.Module, run_dir: str | Path | None = None, every: int | Schedule = 1, **options) -> Recorder:

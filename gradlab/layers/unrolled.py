@@ -67,6 +67,12 @@ class UnrolledEM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
+        if torch.is_autocast_enabled(x.device.type):  # EM runs in float32 under mixed precision
+            with torch.autocast(x.device.type, enabled=False):
+                return self._forward(x.float())
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         T, k = self.num_iterations, self.differentiable_iterations
         grad_on, first = torch.is_grad_enabled(), T - k + 1  # iterations first..T carry gradient
         if k == 0:

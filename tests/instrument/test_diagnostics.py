@@ -49,6 +49,6 @@ def test_diagnostics_match_direct_computation(batch):
 def test_similarity_of_orthogonal_bases_is_zero_and_shift_of_equal_states_is_zero():
     mu = torch.eye(4).expand(3, 4, 4)
     assert similarity(mu).item() == pytest.approx(0.0, abs=1e-12)
-    assert shift(mu, mu).item() == 0.0
+    assert shift(torch.stack([mu, mu])).tolist() == [0.0]
     one_hot = F.one_hot(torch.randint(0, 4, (2, 3, 3)), 4).permute(0, 3, 1, 2).float()
     assert entropy(one_hot).item() == 0.0

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import gradlab
+import gradlab.parallel
 from tests.instrument.conftest import make_net
 
 
@@ -162,7 +163,8 @@ def test_gradient_accumulation_combines_backwards_root_sum_square(batch):
 def test_rank_and_run_columns(batch, tmp_path):
     x, y = batch
     net = make_net()
-    with gradlab.watch(torch.nn.DataParallel(net), run_dir=tmp_path / "my-run") as rec:
+    assert gradlab.parallel.unwrap(torch.nn.DataParallel(net)) is net
+    with gradlab.watch(net, run_dir=tmp_path / "my-run") as rec:
         F.cross_entropy(net(x), y).backward()
         rec.step(0)
     frame = rec.frame()

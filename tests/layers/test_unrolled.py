@@ -142,6 +142,15 @@ def test_bfloat16_forward_runs():
     assert y.dtype == torch.bfloat16 and torch.isfinite(y.float()).all()
 
 
+def test_layer_runs_in_float32_under_autocast():
+    layer = HEMLayer(8, 4, 3)
+    conv = torch.nn.Conv2d(8, 8, 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = conv(torch.randn(2, 8, 4, 4))
+        y = layer(h)
+    assert h.dtype == torch.bfloat16 and y.dtype == torch.float32
+
+
 def test_trace_holds_states_indexed_by_iteration():
     layer = HEMLayer(6, 4, 3)
     x = torch.randn(2, 6, 5, 7)
