@@ -15,7 +15,7 @@ Diagnostic = tuple[str, "int | None", torch.Tensor]  # (quantity, first iteratio
 
 def entropy(z: torch.Tensor) -> torch.Tensor:
     """mean_n −Σ_k z_nk log z_nk of attention maps (..., B, K, H, W) → (...): ln K uniform, 0 one-hot."""
-    return torch.special.entr(z.double()).sum(-3).mean((-3, -2, -1))
+    return torch.special.entr(z).sum(-3, dtype=torch.float64).mean((-3, -2, -1))
 
 
 def similarity(mu: torch.Tensor) -> torch.Tensor:

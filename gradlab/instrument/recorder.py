@@ -120,7 +120,9 @@ class Recorder:
         self._step = step
         self._recording = self.enabled and bool(self.schedule(step))
         for layer in self.layers:
-            layer.tracing = self._recording or self._user_tracing[layer]
+            tracing = self._recording or self._user_tracing[layer]
+            if layer.tracing != tracing:  # nn.Module.__setattr__ is slow: only on a change
+                layer.tracing = tracing
         tap_module._deactivate(self)
         if self._recording:
             tap_module._activate(self)

@@ -40,6 +40,10 @@ class DataConfig:
     size: int = key(64, "canvas side of scenes, crop side of VOC training images", ">= 16", at_least(16))
     train_length: int = key(2000, "scenes in the train split (scene sources)", ">= 1", at_least(1))
     val_length: int = key(500, "scenes in the val split (scene sources)", ">= 1", at_least(1))
+    min_sprites: int = key(3, "fewest sprites per scene (scene sources)", ">= 1", at_least(1))
+    max_sprites: int = key(6, "most sprites per scene (scene sources)", ">= 1", at_least(1))
+    scale_min: float = key(0.25, "smallest sprite side as a fraction of the canvas", "in (0, 1]", lambda v: 0 < v <= 1)
+    scale_max: float = key(0.5, "largest sprite side as a fraction of the canvas", "in (0, 1]", lambda v: 0 < v <= 1)
     workers: int = key(0, "DataLoader worker processes", ">= 0", at_least(0))
 
 
@@ -181,6 +185,10 @@ def validate(config: Config) -> Config:
     if isinstance(m.grad_iterations, int) and m.grad_iterations > m.iterations:
         raise ConfigError(f"model.grad_iterations={m.grad_iterations} is out of range: allowed 'all' or an "
                           f"integer in [0, model.iterations={m.iterations}]")
+    d = config.data
+    if d.min_sprites > d.max_sprites or d.scale_min > d.scale_max:
+        raise ConfigError(f"data.min_sprites={d.min_sprites}, data.max_sprites={d.max_sprites}, "
+                          f"data.scale_min={d.scale_min}, data.scale_max={d.scale_max}: each min must be <= its max")
     if config.data.source == "voc" and not config.data.root:
         raise ConfigError("data.source='voc' needs data.root: the folder that holds JPEGImages/ and SegmentationClass/")
     return config

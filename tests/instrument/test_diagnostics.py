@@ -38,7 +38,7 @@ def test_diagnostics_match_direct_computation(batch):
     feature_norm = frame[frame.quantity == "feature_norm"].value.item()
     frame = frame.set_index(["quantity", "iteration"]).value
     z = tr.z[2].double()
-    assert frame[("entropy", 2)] == pytest.approx((-(z * z.log()).sum(1)).mean().item(), rel=1e-9)
+    assert frame[("entropy", 2)] == pytest.approx((-(z * z.log()).sum(1)).mean().item(), rel=1e-6)  # float32 z log z
     d = (tr.mu[3] - tr.mu[2]).double()
     assert frame[("shift", 3)] == pytest.approx(d.norm().item() / 2, rel=1e-9)
     assert frame[("loglik", 1)] == pytest.approx(tr.loglik[1].item(), rel=1e-6)

@@ -53,3 +53,11 @@ def test_every_key_is_described():
     text = describe_keys()
     for dotted in to_flat_dict(Config()):
         assert f"  {dotted} " in text
+
+
+def test_every_preset_loads(tmp_path):
+    from gradlab.train.config import PRESETS
+
+    for preset in sorted(PRESETS.glob("*.toml")):
+        config = load_config(preset, [f"data.root='{tmp_path}'"])
+        assert config == from_dict(tomllib.loads(to_toml(config)))
