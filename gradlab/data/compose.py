@@ -2,7 +2,7 @@
 
 Each sprite is resized (bilinear) to a random side ``scale * size``; its intensity divided by its maximum is
 an opacity alpha in [0, 1] with which a random bright colour is blended in at a random position. The mask
-takes class ``label + 1`` where ``alpha > threshold`` (default 0.5 of the sprite's maximum); later sprites
+takes class ``label + 1`` where ``alpha > threshold`` (default 0.25 of the sprite's maximum); later sprites
 overwrite earlier ones in both image and mask. Class 0 is background.
 """
 
@@ -23,10 +23,10 @@ class SceneConfig:
     """How scenes look: canvas side, sprites per scene, sprite side as a fraction of it, mask threshold."""
 
     size: int = 64
-    min_sprites: int = 3
-    max_sprites: int = 6
-    scale: tuple[float, float] = (0.25, 0.5)
-    threshold: float = 0.5
+    min_sprites: int = 2
+    max_sprites: int = 5
+    scale: tuple[float, float] = (0.35, 0.6)
+    threshold: float = 0.25
     noise: float = 0.04
 
     def __post_init__(self) -> None:

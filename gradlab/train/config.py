@@ -40,10 +40,12 @@ class DataConfig:
     size: int = key(64, "canvas side of scenes, crop side of VOC training images", ">= 16", at_least(16))
     train_length: int = key(2000, "scenes in the train split (scene sources)", ">= 1", at_least(1))
     val_length: int = key(500, "scenes in the val split (scene sources)", ">= 1", at_least(1))
-    min_sprites: int = key(3, "fewest sprites per scene (scene sources)", ">= 1", at_least(1))
-    max_sprites: int = key(6, "most sprites per scene (scene sources)", ">= 1", at_least(1))
-    scale_min: float = key(0.25, "smallest sprite side as a fraction of the canvas", "in (0, 1]", lambda v: 0 < v <= 1)
-    scale_max: float = key(0.5, "largest sprite side as a fraction of the canvas", "in (0, 1]", lambda v: 0 < v <= 1)
+    min_sprites: int = key(2, "fewest sprites per scene (scene sources)", ">= 1", at_least(1))
+    max_sprites: int = key(5, "most sprites per scene (scene sources)", ">= 1", at_least(1))
+    scale_min: float = key(0.35, "smallest sprite side as a fraction of the canvas", "in (0, 1]", lambda v: 0 < v <= 1)
+    scale_max: float = key(0.6, "largest sprite side as a fraction of the canvas", "in (0, 1]", lambda v: 0 < v <= 1)
+    threshold: float = key(0.25, "mask = sprite pixels above this fraction of the sprite's maximum", "in (0, 1)",
+                           lambda v: 0 < v < 1)
     workers: int = key(0, "DataLoader worker processes", ">= 0", at_least(0))
 
 

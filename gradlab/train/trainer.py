@@ -48,7 +48,8 @@ def build_data(config: Config):
     opts = {"root": d.root or None, "size": d.size, "seed": config.seed}
     if d.source == "voc":
         return build_dataset("voc", "train", **opts), build_dataset("voc", "val", **opts)
-    opts.update(min_sprites=d.min_sprites, max_sprites=d.max_sprites, scale=(d.scale_min, d.scale_max))
+    opts.update(min_sprites=d.min_sprites, max_sprites=d.max_sprites, scale=(d.scale_min, d.scale_max),
+                threshold=d.threshold)
     return (build_dataset(d.source, "train", length=d.train_length, **opts),
             build_dataset(d.source, "val", length=d.val_length, **opts))
 
