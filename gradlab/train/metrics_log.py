@@ -15,12 +15,15 @@ class MetricsLog:
     def __init__(self, path: Path, start_step: int = 0):
         self.path = path
         self.rows: list[tuple[int, str, float]] = []
+        self.latest: dict[str, float] = {}
         if start_step > 0 and path.is_file():
             old = pd.read_parquet(path)
-            self.rows = list(old[old.step < start_step].itertuples(index=False, name=None))
+            for row in old[old.step < start_step].itertuples(index=False, name=None):
+                self.add(*row[:1], **{row[1]: row[2]})
 
     def add(self, step: int, **values: float) -> None:
         self.rows += [(step, name, float(v)) for name, v in values.items()]
+        self.latest.update(values)
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=["step", "name", "value"]).astype({"step": "int64"})

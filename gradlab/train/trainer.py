@@ -157,7 +157,7 @@ def _loop(config, model, net, opt, loaders, metrics, rec, run, start, progress, 
             rec.step(step, loss=loss, lr=lr)
         metrics.add(step, loss=loss, lr=lr, grad_norm=grad_norm)
         bar.update(1)
-        bar.set_postfix(loss=f"{loss:.3f}", miou=_latest(metrics, "miou"))
+        bar.set_postfix(loss=f"{loss:.3f}", miou=f"{metrics.latest.get('miou', math.nan):.3f}")
         done = step + 1
         if done % t.eval_every == 0 or done == t.steps:
             metrics.add(step, **evaluate(model, val_loader, num_classes, ctx.device, ignore))
@@ -206,9 +206,4 @@ def _checkpoint(net, opt, rec, metrics, run: RunDirectory, done: int, ctx: distr
     metrics.write()
     save_checkpoint({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": done, "rng": rng_state()},
                     run.checkpoint)
-
-
-def _latest(metrics: MetricsLog, name: str) -> str:
-    values = [v for _, n, v in metrics.rows if n == name]
-    return f"{values[-1]:.3f}" if values else "-"
 
