@@ -1,0 +1,78 @@
+"""Compare groups of runs (EM vs HEM at each T_train and η): one number per run, a bootstrap CI per group.
+
+Each run is first reduced to one number: `metric` of `quantity`, aggregated over the steps of a window of
+training (geometric for ratios, see `summarize`). Runs that share the `by` values (e.g. seeds of one setting)
+are then aggregated with a percentile bootstrap CI over runs. Ratio metrics (first, last, retention, rho) are
+bootstrapped as logs and reported back on their own scale (a geometric mean across runs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from gradlab.analysis.aggregate import FLAG_COLUMNS, LINEAR_METRICS, LOG_METRICS, bootstrap_ci, summarize, window
+from gradlab.analysis.decay import decay
+
+COMPARE_BY = ("model.kind", "model.iterations")
+METRICS = (*LOG_METRICS, *LINEAR_METRICS, "half_depth", "half_reached", *FLAG_COLUMNS)
+
+
+def per_run(frame: pd.DataFrame, by: Sequence[str] = COMPARE_BY, quantity: str = "grad/x",
+            window_name: str = "last", fraction: float = 0.1, how: str = "mean") -> pd.DataFrame:
+    """One row per (run, layer): the decay metrics of `quantity` over the window, with the `by` columns.
+
+    `frame` is records with config columns (`load_runs`) or an already computed `decay` frame.
+    """
+    by = list(by)
+    missing = [c for c in by if c not in frame.columns]
+    if missing:
+        raise KeyError(f"column(s) {', '.join(missing)} not in the frame: load the runs with "
+                       "gradlab.analysis.load_runs (config columns are dotted keys such as model.kind)")
+    rows = frame[(frame["quantity"] == quantity).to_numpy()]
+    d = rows if "decades" in rows.columns else decay(rows)
+    d = window(d, window_name, fraction)
+    return summarize(d, by=["run", "layer", *by], how=how)
+
+
+def final_metric(metrics: pd.DataFrame, name: str = "miou") -> pd.Series:
+    """Per run, the value of metric `name` at its last recorded step (e.g. the final validation mIoU)."""
+    m = metrics[(metrics["name"] == name).to_numpy()].sort_values("step")
+    return m.groupby("run", observed=True)["value"].last().rename(name)
+
+
+def _group_ci(values: pd.Series, log: bool, n_boot: int, seed: int, level: float) -> tuple[float, float, float]:
+    v = values.to_numpy(dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = np.log(v) if log else v
+    finite = v[~np.isnan(v)]
+    estimate = float(finite.mean()) if len(finite) else np.nan
+    low, high = bootstrap_ci(finite, n=n_boot, seed=seed, level=level)
+    if log:
+        return float(np.exp(estimate)), float(np.exp(low)), float(np.exp(high))
+    return estimate, low, high
+
+
+def compare(frame: pd.DataFrame, by: Sequence[str] = COMPARE_BY, quantity: str = "grad/x",
+            metric: str = "decades", window: str = "last", fraction: float = 0.1, how: str = "mean",
+            metrics: pd.DataFrame | None = None, n_boot: int = 1000, seed: int = 0,
+            level: float = 0.95) -> pd.DataFrame:
+    """One row per (`by` group, layer): `estimate` of `metric` (mean over runs), `ci_low`, `ci_high`, `runs`;
+    with `metrics` (load_metrics), also the final mIoU per group: `miou`, `miou_ci_low`, `miou_ci_high`."""
+    if metric not in METRICS:
+        raise ValueError(f"metric {metric!r} is not a decay metric: use one of {', '.join(METRICS)}")
+    runs = per_run(frame, by, quantity, window, fraction, how)
+    if metrics is not None:
+        runs = runs.merge(final_metric(metrics).reset_index(), on="run", how="left")
+    groups = [*by, "layer"]
+    rows = []
+    for key, g in runs.groupby(groups, observed=True, sort=True):
+        est, low, high = _group_ci(g[metric], metric in LOG_METRICS, n_boot, seed, level)
+        row = dict(zip(groups, key)) | {"quantity": quantity, "metric": metric, "window": window,
+                                         "estimate": est, "ci_low": low, "ci_high": high, "runs": len(g)}
+        if metrics is not None:
+            row["miou"], row["miou_ci_low"], row["miou_ci_high"] = _group_ci(g["miou"], False, n_boot, seed, level)
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,132 @@
+"""Which regime each run's EM layer is in over the last part of training, and why, in one sentence.
+
+The per-step evidence (decay of `grad/x`, collapse, saturation, statuses) is read over a window of the last
+steps; a regime holds when at least REGIME_MAJORITY of the window's steps show it. The first that holds wins:
+
+  nonfinite → no_grad → collapse → saturation → one_step → exploding → vanishing → healthy
+
+Collapse comes before the decay regimes because it explains them: when all bases are alike and attention is
+uniform, a gradient shared by all bases cancels in the softmax, which looks like extreme decay. `one_step` is a
+layer whose gradient reaches only one iteration (grad_iterations = 1): there is no decay to measure.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from gradlab.analysis import thresholds as th
+from gradlab.analysis._codes import matching, ranges
+from gradlab.analysis.aggregate import window
+from gradlab.analysis.decay import decay, profile
+from gradlab.analysis.flags import STEP_KEY, diagnostics
+
+REGIMES = ("nonfinite", "no_grad", "collapse", "saturation", "one_step", "exploding", "vanishing", "healthy")
+GROUP = ["run", "rank", "layer"]
+
+
+def step_evidence(frame: pd.DataFrame, quantity: str = "grad/x", bases: int | None = None) -> pd.DataFrame:
+    """Per (run, rank, step, layer): the decay of `quantity`, the diagnostics and the per-step regime booleans."""
+    d = decay(frame[matching(frame["quantity"], lambda q: q == quantity)])
+    d = d[[*STEP_KEY, "T", "iterations", "decades", "rho", "no_grad_iterations", "nonfinite"]]
+    diag = diagnostics(frame, bases)[[*STEP_KEY, "similarity", "entropy_ratio"]]
+    steps = d.astype({c: object for c in ("run", "layer")}).merge(
+        diag.astype({c: object for c in ("run", "layer")}), on=STEP_KEY, how="left")
+    steps["no_grad"] = steps["iterations"] == 0
+    steps["collapse"] = (steps["similarity"] > th.COLLAPSE_SIMILARITY) & (steps["entropy_ratio"] > th.COLLAPSE_ENTROPY)
+    steps["saturation"] = steps["entropy_ratio"] < th.SATURATION_ENTROPY
+    steps["one_step"] = steps["iterations"] == 1
+    return steps
+
+
+def onset(steps: pd.DataFrame, flag: str) -> pd.Series:
+    """Per (run, rank, layer): the first step of the last uninterrupted stretch of steps where `flag` holds."""
+    s = steps.sort_values("step")
+    last_off = s[~s[flag]].groupby(GROUP)["step"].max().rename("last_off")
+    on = s[s[flag]].merge(last_off.reset_index(), on=GROUP, how="left")
+    on = on[on["last_off"].isna() | (on["step"] > on["last_off"])]
+    return on.groupby(GROUP)["step"].min().rename(f"{flag}_onset")
+
+
+def regime(frame: pd.DataFrame, quantity: str = "grad/x", fraction: float = 0.1,
+           bases: int | None = None) -> pd.DataFrame:
+    """One row per (run, rank, layer): `regime` (one of REGIMES) and `reason` (a sentence for the report), with
+    the window's numbers: `steps`, `from_step`, `to_step`, `decades` (mean), `rho` (geometric mean),
+    `similarity`, `entropy_ratio` (H / ln K), and the onsets of collapse and saturation."""
+    steps = step_evidence(frame, quantity, bases)
+    last = window(steps, "last", fraction)
+    with np.errstate(divide="ignore"):
+        last = last.assign(log_rho=np.log(last["rho"]))
+    agg = last.groupby(GROUP).agg(
+        steps=("step", "size"), from_step=("step", "min"), to_step=("step", "max"), T=("T", "max"),
+        decades=("decades", "mean"), log_rho=("log_rho", "mean"), similarity=("similarity", "mean"),
+        entropy_ratio=("entropy_ratio", "mean"), no_grad_iterations=("no_grad_iterations", "last"),
+        **{f"share_{r}": (r, "mean") for r in ("nonfinite", "no_grad", "collapse", "saturation", "one_step")})
+    agg["rho"] = np.exp(agg.pop("log_rho"))
+    agg = agg.join(onset(steps, "collapse")).join(onset(steps, "saturation")).reset_index()
+    near_zero = _near_zero_iterations(frame, last, quantity)
+    agg["near_zero_iterations"] = [near_zero.get(k, "") for k in agg[GROUP].itertuples(index=False, name=None)]
+    verdicts = [_verdict(row) for row in agg.itertuples(index=False)]
+    agg["regime"] = [v[0] for v in verdicts]
+    agg["reason"] = [v[1] for v in verdicts]
+    return agg
+
+
+def _near_zero_iterations(frame: pd.DataFrame, last: pd.DataFrame, quantity: str) -> dict[tuple, str]:
+    """Iterations whose geometric-mean g_t / g_last over the window is below VANISHING_RETENTION."""
+    chosen = pd.MultiIndex.from_frame(last[["run", "step"]])
+    rows = frame[pd.MultiIndex.from_frame(frame[["run", "step"]].astype({"run": object})).isin(chosen)]
+    p = profile(rows, quantity)
+    p = p[p["decades"] < np.log10(th.VANISHING_RETENTION)]
+    return {k: ranges(g["iteration"]) for k, g in p.groupby(GROUP, observed=True)}
+
+
+def _verdict(r) -> tuple[str, str]:
+    majority = th.REGIME_MAJORITY
+    numbers = _diagnostics_text(r)
+    decay_text = f"{r.decades:+.1f} decades from the first to the last iteration, ρ = {r.rho:.2g} per iteration"
+    if r.share_nonfinite >= majority:
+        return "nonfinite", f"non-finite gradient norms at {r.share_nonfinite:.0%} of steps {r.from_step}–{r.to_step}"
+    if r.share_no_grad >= majority:
+        return "no_grad", (f"no gradient reaches any iteration (status no_grad/unused at iterations "
+                           f"{r.no_grad_iterations}): the layer's input gets none through the EM loop")
+    if r.share_collapse >= majority:
+        cause = (f"the near-zero gradient through iterations {r.near_zero_iterations} is a consequence of the "
+                 "collapse, not of saturation" if r.near_zero_iterations else decay_text)
+        return "collapse", (f"bases collapsed from step {r.collapse_onset:.0f}: similarity {r.similarity:.2f}, "
+                            f"attention uniform (entropy {r.entropy_ratio:.2f} ln K); {cause}") + _note(r)
+    if r.share_saturation >= majority:
+        return "saturation", (f"attention saturated from step {r.saturation_onset:.0f}: entropy "
+                              f"{r.entropy_ratio:.3f} ln K (nearly one-hot), similarity {r.similarity:.2f}; the "
+                              f"softmax Jacobian vanishes: {decay_text}") + _note(r)
+    if r.share_one_step >= majority:
+        return "one_step", (f"only iteration {r.T} carries gradient (iterations {r.no_grad_iterations} are no_grad):"
+                            f" no decay to measure; {numbers}")
+    if r.decades > np.log10(th.EXPLODING_RETENTION) or r.rho > th.EXPLODING_RHO:
+        return "exploding", (f"the gradient grows toward the early iterations: {decay_text}; neither collapse "
+                             f"nor saturation ({numbers})") + _note(r)
+    if r.decades < np.log10(th.VANISHING_RETENTION):
+        zero = f", near zero through iterations {r.near_zero_iterations}" if r.near_zero_iterations else ""
+        return "vanishing", (f"the gradient vanishes through the iterations: {decay_text}{zero}; neither collapse "
+                             f"nor saturation ({numbers})") + _note(r)
+    return "healthy", f"healthy: {decay_text}; {numbers}" + _note(r)
+
+
+def _diagnostics_text(r) -> str:
+    parts = []
+    if not math.isnan(r.similarity):
+        parts.append(f"similarity {r.similarity:.2f}")
+    if not math.isnan(r.entropy_ratio):
+        parts.append(f"entropy {r.entropy_ratio:.2f} ln K")
+    return ", ".join(parts) or "no forward diagnostics recorded"
+
+
+def _note(r) -> str:
+    notes = []
+    if r.no_grad_iterations:
+        notes.append(f"iterations {r.no_grad_iterations} carry no gradient (no_grad)")
+    if 0 < r.share_nonfinite:
+        notes.append(f"non-finite norms at {r.share_nonfinite:.0%} of the window's steps")
+    return "".join(f"; {n}" for n in notes)

@@ -1,0 +1,38 @@
+"""The thresholds of every flag (MATH.md §7), in one place so that decay, flags, regime and docs agree.
+
+Change them here (e.g. `gradlab.analysis.thresholds.SPIKE_FACTOR = 5`) and every function picks them up.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: statuses that mean "no gradient reached this state" (never shown as a zero norm)
+NO_GRAD_STATUSES = ("no_grad", "unused")
+
+#: dead: a norm at or below the smallest normal float32 (1.2e-38) is an exact 0 or an underflow; the recorder
+#: accumulates in float64, so a real gradient of 1e-25 stays 1e-25 and is not dead
+DEAD_NORM = float(np.finfo(np.float32).tiny)
+
+#: vanishing: retention R = g_first / g_last below this (3 decades of decay)
+VANISHING_RETENTION = 1e-3
+
+#: exploding: R above this, or a per-iteration factor ρ above EXPLODING_RHO (grows toward early iterations)
+EXPLODING_RETENTION = 1e3
+EXPLODING_RHO = 1.0
+
+#: spike: a norm above SPIKE_FACTOR × the median of the previous SPIKE_WINDOW recorded steps of the same series
+#: (only once SPIKE_MIN_STEPS earlier steps exist, and only when that median is positive)
+SPIKE_FACTOR = 10.0
+SPIKE_WINDOW = 50
+SPIKE_MIN_STEPS = 5
+
+#: collapse: similarity of μ^(T) above COLLAPSE_SIMILARITY and mean entropy above COLLAPSE_ENTROPY · ln K
+COLLAPSE_SIMILARITY = 0.95
+COLLAPSE_ENTROPY = 0.95
+
+#: saturation: mean entropy below SATURATION_ENTROPY · ln K (attention close to one-hot)
+SATURATION_ENTROPY = 0.05
+
+#: regime: a regime holds when at least this fraction of the window's steps show it
+REGIME_MAJORITY = 0.5

@@ -1,0 +1,49 @@
+"""Hand-built record frames with known answers (the real schema, no training)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = ["run", "step", "layer", "iteration", "quantity", "value", "status", "rank"]
+
+
+def rows_frame(rows: list[tuple]) -> pd.DataFrame:
+    """Records from (run, step, layer, iteration, quantity, value, status, rank) tuples."""
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame["iteration"] = frame["iteration"].astype("Int64")
+    return frame.astype({"value": float, "step": "int64", "rank": "int64"})
+
+
+def series(values, quantity: str = "grad/x", start: int = 1, run: str = "r", step: int = 0, layer: str = "em",
+           statuses=None) -> pd.DataFrame:
+    """One (run, step, layer, quantity) series g_start..g_T; None values or a status other than ok give NaN."""
+    statuses = statuses or ["ok"] * len(values)
+    return rows_frame([(run, step, layer, start + i, quantity, math.nan if v is None else v, s, 0)
+                       for i, (v, s) in enumerate(zip(values, statuses, strict=True))])
+
+
+def geometric(rho: float, T: int, start: int = 1) -> list[float]:
+    """g_t = ρ^(T − t), t = start..T."""
+    return [rho ** (T - t) for t in range(start, T + 1)]
+
+
+def run_records(run: str, steps: int = 20, T: int = 4, rho=0.5, similarity=0.3, entropy_ratio=0.6, bases: int = 8,
+                no_grad: tuple[int, ...] = (), seed: int = 0) -> pd.DataFrame:
+    """A run of `steps` steps: grad/x decaying by ρ per iteration (a number or a per-step array), forward
+    diagnostics with the given similarity and entropy / ln K (numbers or per-step arrays)."""
+    rng = np.random.default_rng(seed)
+    rho, sim, ratio = (np.broadcast_to(np.asarray(v, dtype=float), steps) for v in (rho, similarity, entropy_ratio))
+    rows = []
+    for s in range(steps):
+        noise = math.exp(rng.normal(0, 0.01))
+        for t in range(1, T + 1):
+            dead = t in no_grad
+            rows.append((run, s, "em", t, "grad/x", math.nan if dead else noise * rho[s] ** (T - t),
+                         "no_grad" if dead else "ok", 0))
+            rows.append((run, s, "em", t, "entropy", ratio[s] * math.log(bases), "ok", 0))
+        rows += [(run, s, "em", t, "similarity", sim[s], "ok", 0) for t in range(T + 1)]
+        rows.append((run, s, "", None, "loss", 1.0, "ok", 0))
+    return rows_frame(rows)

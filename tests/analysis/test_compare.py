@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from gradlab.analysis import compare, load_metrics, load_runs
+from tests.analysis.synthetic import run_records
+
+RHO = {("em", 3): 0.1, ("em", 6): 0.01, ("hem", 3): 0.6, ("hem", 6): 0.5}
+
+
+def ablation(seeds: int = 4) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """EM/HEM × T ∈ {3, 6} × seeds: grad/x decays by ρ per iteration; final mIoU 0.5 (EM) or 0.6 (HEM)."""
+    frames, metrics = [], []
+    for (kind, T), rho in RHO.items():
+        for seed in range(seeds):
+            run = f"{kind}-T{T}-s{seed}"
+            config = {"model.kind": kind, "model.iterations": T, "seed": seed}
+            frames.append(run_records(run, steps=10, T=T, rho=rho, seed=seed).assign(**config))
+            miou = (0.5 if kind == "em" else 0.6) + 0.01 * seed
+            metrics.append(pd.DataFrame({"run": run, "step": [4, 9], "name": "miou", "value": [0.0, miou]}))
+    return pd.concat(frames, ignore_index=True), pd.concat(metrics, ignore_index=True)
+
+
+def test_compare_returns_one_row_per_group_with_a_ci_around_the_estimate():
+    frame, metrics = ablation()
+    c = compare(frame, by=["model.kind", "model.iterations"], metric="decades", metrics=metrics)
+    assert len(c) == 4 and (c["runs"] == 4).all()
+    for _, row in c.iterrows():
+        kind, T = row["model.kind"], row["model.iterations"]
+        assert row["estimate"] == pytest.approx((T - 1) * math.log10(RHO[(kind, T)]), abs=0.05)
+        assert row["ci_low"] <= row["estimate"] <= row["ci_high"]
+    em = c[c["model.kind"] == "em"]
+    assert em["miou"].tolist() == pytest.approx([0.515, 0.515])
+
+
+def test_compare_reports_ratio_metrics_on_their_own_scale():
+    frame, _ = ablation(seeds=3)
+    c = compare(frame, by=["model.kind", "model.iterations"], metric="rho", window="all")
+    assert c.set_index(["model.kind", "model.iterations"])["estimate"].to_dict() == pytest.approx(
+        RHO, rel=0.02)
+
+
+def test_compare_names_a_missing_config_column():
+    frame, _ = ablation(seeds=1)
+    with pytest.raises(KeyError, match="model.step_size.*load_runs"):
+        compare(frame, by=["model.step_size"])
+    with pytest.raises(ValueError, match="not a decay metric"):
+        compare(frame, by=["model.kind"], metric="loss")
+
+
+def test_compare_on_real_runs_gives_one_row_per_kind(run_folder):
+    c = compare(load_runs(run_folder), by=["model.kind"], metrics=load_metrics(run_folder))
+    assert c["model.kind"].tolist() == ["em", "hem"] and (c["runs"] == 1).all()
+    assert c["estimate"].notna().all() and c["miou"].between(0, 1).all()

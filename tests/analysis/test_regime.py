@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from gradlab.analysis import regime
+from tests.analysis.synthetic import run_records
+
+
+def verdicts(frame: pd.DataFrame, **kw) -> dict[str, pd.Series]:
+    return {row["run"]: row for _, row in regime(frame, bases=8, **kw).iterrows()}
+
+
+def test_collapse_is_named_with_its_onset_and_explains_the_near_zero_gradient():
+    steps = 40
+    collapsed = np.arange(steps) >= 30
+    frame = run_records("r", steps=steps, T=8, rho=np.where(collapsed, 1e-4, 0.8),
+                        similarity=np.where(collapsed, 0.999, 0.3), entropy_ratio=np.where(collapsed, 0.999, 0.5))
+    r = verdicts(frame)["r"]
+    assert r["regime"] == "collapse" and r["collapse_onset"] == 30
+    assert r["reason"].startswith("bases collapsed from step 30: similarity 1.00, attention uniform")
+    assert "iterations 1-7 is a consequence of the collapse, not of saturation" in r["reason"]
+
+
+def test_each_regime_is_recognised_on_synthetic_runs():
+    frame = pd.concat([
+        run_records("saturation", rho=0.05, similarity=0.2, entropy_ratio=0.01),
+        run_records("vanishing", rho=0.05, similarity=0.2, entropy_ratio=0.5),
+        run_records("exploding", rho=3.0, similarity=0.2, entropy_ratio=0.5),
+        run_records("healthy", rho=0.7, similarity=0.2, entropy_ratio=0.5),
+        run_records("no_grad", no_grad=(1, 2, 3, 4)),
+        run_records("one_step", no_grad=(1, 2, 3)),
+    ])
+    v = verdicts(frame)
+    assert {run: row["regime"] for run, row in v.items()} == {run: run for run in v}
+    assert "attention saturated from step 0" in v["saturation"]["reason"]
+    assert "neither collapse nor saturation" in v["vanishing"]["reason"]
+    assert "grows toward the early iterations" in v["exploding"]["reason"]
+    assert "only iteration 4 carries gradient (iterations 1-3 are no_grad)" in v["one_step"]["reason"]
+
+
+def test_regime_reads_only_the_last_window_of_training():
+    steps = 20
+    late = np.arange(steps) >= 15
+    frame = run_records("r", steps=steps, rho=np.where(late, 0.05, 0.7))
+    assert verdicts(frame, fraction=0.2)["r"]["regime"] == "vanishing"
+    assert verdicts(frame, fraction=1.0)["r"]["regime"] == "healthy"
+
+
+def test_partial_no_grad_is_noted_in_the_reason():
+    r = verdicts(run_records("r", T=4, rho=0.7, no_grad=(1,)))["r"]
+    assert r["regime"] == "healthy" and "iterations 1 carry no gradient" in r["reason"]
