@@ -1,0 +1,102 @@
+"""Convergence: the EM objective ℓ(μ^(t)) over the unrolled iterations (forward), and loss / mIoU over
+training steps (from metrics.parquet)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from gradlab.plots.frames import Steps, hue_groups, records_for, require_columns, require_rows, select, select_steps
+from gradlab.plots.iteration_lines import iteration_figure, title
+from gradlab.plots.markers import mark_special, reserve_marker_strips, special_handles
+from gradlab.plots.style import (
+    AXIS_LABELS,
+    METRIC_LABELS,
+    figure_legend,
+    hue_label,
+    new_figure,
+    palette,
+    quantity_label,
+    styled,
+)
+
+LOG_METRICS = {"loss", "grad_norm"}  # drawn on a log axis when every value is positive and they span 2 decades
+
+
+@styled
+def objective_per_iteration(records: pd.DataFrame, hue: str = "run", steps: Steps = None, *,
+                            layer: str | None = None, relative: bool = False, band: str | None = "quantile",
+                            level: float = 0.95) -> Figure:
+    """ℓ(μ^(t)) (quantity "loglik") vs iteration t = 0..T: the median over steps per `hue` group with a band.
+
+    EM and HEM with 0 < η ≤ 1 never decrease it (MATH.md §3). relative=True plots ℓ^(t) − ℓ^(0) per step,
+    so that steps whose features differ in scale line up.
+    """
+    rows = records_for(records, "loglik", "objective_per_iteration(records)", layer=layer, steps=steps,
+                       extra=[hue])
+    if relative:
+        keys = [c for c in ("run", "rank", "step", "layer") if c in rows.columns]
+        first = rows.sort_values("iteration").groupby(keys)["value"].transform("first")
+        rows = rows.assign(value=rows["value"] - first)
+    fig, axes = iteration_figure(rows, hue, "iteration", log=False, band=band, level=level)
+    for ax in axes[0]:
+        ax.set_xlabel("iteration t")
+    axes[0, 0].set_ylabel(r"$\ell(\mu^{(t)}) - \ell(\mu^{(0)})$" if relative else quantity_label("loglik"))
+    fig.suptitle(title("Forward convergence of the EM objective", rows, band, level))
+    return fig
+
+
+@styled
+def training_curves(metrics: pd.DataFrame, names: Sequence[str] = ("loss", "miou"), hue: str = "run", *,
+                    smooth: int | None = None, steps: Steps = None) -> Figure:
+    """One panel per metric name: value vs training step, one line per run coloured by `hue`.
+
+    `metrics` is tidy (step, name, value) as in metrics.parquet, plus `run` (a single run may leave it out)
+    and the `hue` column. smooth=k adds a rolling median over k logged points (raw values stay, faded) to
+    series of at least 3k points.
+    NaN/Inf values are markers at the top of the axis.
+    """
+    what = "training_curves(metrics)"
+    if isinstance(metrics, pd.DataFrame) and "run" not in metrics.columns:
+        metrics = metrics.assign(run="run")
+    require_columns(metrics, ["step", "name", "value", "run", hue], what)
+    require_rows(metrics, what)
+    metrics, groups = hue_groups(select_steps(metrics, steps, what), hue)
+    colors, labels = palette(groups, hue), {g: hue_label(hue, g) for g in groups}
+    fig, axes = new_figure(1, len(names), width=4.4)
+    kinds: set[str] = set()
+    for ax, name in zip(axes[0], names):
+        rows = select(metrics, "name", name, what).astype({"value": float})
+        drawn = _metric_panel(ax, rows, hue, colors, smooth)
+        reserve_marker_strips([ax], bottom=False, top=bool(drawn))
+        kinds |= drawn
+        ax.set(xlabel=AXIS_LABELS["step"], ylabel=METRIC_LABELS.get(name, name), title=name)
+    handles = [Line2D([], [], color=colors[g], label=labels[g]) for g in groups] + special_handles(kinds)
+    figure_legend(fig, handles, hue)
+    fig.suptitle("Training curves" + (f" (rolling median over {smooth} points)" if smooth else ""))
+    return fig
+
+
+def _metric_panel(ax: Axes, rows: pd.DataFrame, hue: str, colors: dict, smooth: int | None) -> set[str]:
+    values = rows.loc[np.isfinite(rows["value"]), "value"]
+    if rows["name"].iloc[0] in LOG_METRICS and (values > 0).all() and values.max() >= 100 * values.min():
+        ax.set_yscale("log")
+    kinds: set[str] = set()
+    for (group, _), run in rows.groupby([hue, "run"], sort=False):
+        run = run.sort_values("step")
+        ok = np.isfinite(run["value"]).to_numpy()
+        smoothed = bool(smooth) and len(run) >= 3 * smooth  # a few validation points are never smoothed
+        (line,) = ax.plot(run["step"], run["value"].where(ok), color=colors[group], markersize=3,
+                          marker="o" if len(run) <= 40 else None, alpha=0.35 if smoothed else 1.0, linewidth=1.2)
+        line.set_gid("raw")
+        if smoothed:
+            rolled = run["value"].where(ok).rolling(smooth, min_periods=1, center=True).median()
+            ax.plot(run["step"], rolled, color=colors[group], linewidth=2.0, gid="smooth")
+        if mark_special(ax, run["step"].to_numpy()[~ok], "nonfinite", colors[group]) is not None:
+            kinds.add("nonfinite")
+    return kinds
