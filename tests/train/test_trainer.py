@@ -7,10 +7,13 @@ import json
 import pandas as pd
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 import gradlab
 from gradlab.train import NonFiniteError, train
 from gradlab.train import trainer as trainer_module
+from gradlab.train.evaluate import evaluate
+from gradlab.train.trainer import build_data, build_net
 from tests.train.conftest import tiny_config
 
 
@@ -27,14 +30,18 @@ def test_a_run_directory_holds_everything(tmp_path):
     assert set(records.query("quantity == 'grad/params'").layer) == {"backbone", "em", "head"}
 
 
-def test_tiny_training_learns(tmp_path):
-    config = tiny_config("train.steps=40", "data.train_length=160", "data.val_length=16", "train.eval_every=40",
-                         "train.lr=0.02", "data.size=32")
+def test_tiny_training_learns_its_scenes(tmp_path):
+    """80 steps on 8 scenes: the pipeline memorises them (mIoU 0.63 when written; all background scores 0.07)."""
+    config = tiny_config("data.size=64", "data.train_length=8", "train.batch_size=8", "train.steps=80", "train.lr=0.1",
+                         "train.eval_every=80", "train.checkpoint_every=80", "model.dropout=0.0")
     run = train(config, tmp_path / "run", progress=False)
     metrics = pd.read_parquet(run.metrics_path)
     loss = metrics[metrics.name == "loss"].value.to_numpy()
-    assert loss[-5:].mean() < 0.6 * loss[:5].mean()
-    assert metrics[metrics.name == "pixel_acc"].value.iloc[-1] > 0.7
+    assert loss[-5:].mean() < 0.5 * loss[:5].mean()
+    net = build_net(config, 11)
+    net.load_state_dict(torch.load(run.checkpoint, weights_only=True)["model"])
+    train_set = build_data(config)[0]
+    assert evaluate(net, DataLoader(train_set, batch_size=8), 11, torch.device("cpu"))["miou"] > 0.4
 
 
 class Killed(Exception):
