@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from gradlab.data import build_dataset
-from gradlab.errors import GradlabError
+from gradlab.errors import ConfigError, GradlabError
 from gradlab.instrument import watch
 from gradlab.models import build_model, optimizer_param_groups, parameter_groups
 from gradlab.train import distributed
@@ -67,6 +67,8 @@ def poly_lr(base: float, step: int, steps: int, power: float) -> float:
 
 
 def _train(config: Config, run: RunDirectory, resume: bool, progress: bool, ctx: distributed.Context):
+    if config.train.amp and ctx.device.type != "cuda":
+        raise ConfigError("train.amp=true needs a CUDA device (bfloat16 autocast): set train.amp=false on CPU")
     torch.manual_seed(config.seed)
     train_set, val_set = build_data(config)
     net = build_net(config, train_set.num_classes).to(ctx.device)
