@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import warnings
+from collections.abc import Iterator
 
 from gradlab.errors import GradlabError
 
@@ -30,6 +33,37 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from gradlab.report import build_report
+
+    with _warnings_on_stderr():
+        paths = build_report(args.runs, args.out, title=args.title)
+    print(paths.html)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from gradlab.report import compare_runs, format_comparison
+
+    with _warnings_on_stderr():
+        table = compare_runs(args.runs, by=args.by, quantity=args.quantity, metric=args.metric,
+                             fraction=args.fraction)
+    print(format_comparison(table, fraction=args.fraction))
+    return 0
+
+
+@contextlib.contextmanager
+def _warnings_on_stderr() -> Iterator[None]:
+    """Warnings (a skipped records part, a partial run) as one line each: `gradlab: warning: ...`."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for message in dict.fromkeys(str(w.message) for w in caught):
+                print(f"gradlab: warning: {message}", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from gradlab.train.config import describe_keys
 
@@ -50,6 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=_train)
+
+    rep = sub.add_parser("report", help="write a self-contained HTML report (and a Markdown summary) of runs")
+    rep.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories, or folders of them")
+    rep.add_argument("--out", default=None,
+                     help="report folder (default RUN_DIR/report for one run, ./report for several)")
+    rep.add_argument("--title", default=None, help="the report's title")
+    rep.set_defaults(func=_report)
+
+    cmp = sub.add_parser("compare", help="print a table comparing groups of runs (estimate, 95%% CI, mIoU)")
+    cmp.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories, or folders of them")
+    cmp.add_argument("--by", action="append", default=[], metavar="KEY",
+                     help="config key to group by, e.g. model.kind (repeatable; default: the keys that differ)")
+    cmp.add_argument("--quantity", default="grad/x", help="per-iteration gradient to compare (default grad/x)")
+    cmp.add_argument("--metric", default="decades", help="decay metric: decades, retention, rho, half_depth, ...")
+    cmp.add_argument("--fraction", type=float, default=0.1, help="last fraction of each run's steps (default 0.1)")
+    cmp.set_defaults(func=_compare)
     return parser
 
 

@@ -52,6 +52,7 @@ def assert_not_complete(tmp_path):
         (["model.iterations='x'"], "wrong type"),
         (["model.temperature=-1"], "model.temperature=-1 is out of range: allowed > 0"),
         (["data.source=idx", "data.root=/nonexistent/idx"], "/nonexistent/idx"),
+        (["train.amp=true", "train.device=cpu"], "train.amp=true needs a CUDA device"),
     ],
 )
 def test_bad_config_and_missing_data_exit_2_with_one_line(tmp_path, capsys, sets, message):
@@ -100,3 +101,47 @@ def test_train_help_lists_every_key(capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "model.grad_iterations" in out and "record.every" in out and "train.checkpoint_every" in out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    from tests.report.runs import tiny_runs
+
+    return tiny_runs(tmp_path_factory)
+
+
+def test_report_prints_the_path_of_its_html_file(runs, tmp_path, capsys):
+    code = main(["report", str(runs["em"]), str(runs["hem"]), "--out", str(tmp_path / "out"), "--title", "EM vs HEM"])
+    out = capsys.readouterr().out.strip()
+    assert code == 0 and out == str(tmp_path / "out" / "report.html")
+    assert "<title>EM vs HEM</title>" in (tmp_path / "out" / "report.html").read_text()
+    assert (tmp_path / "out" / "report.md").is_file()
+
+
+def test_compare_prints_one_row_per_group(runs, capsys):
+    code = main(["compare", *map(str, runs.values()), "--by", "model.kind"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert code == 0 and lines[0].startswith("decades of grad/x over the last 10%")
+    assert lines[2].split()[:5] == ["model.kind", "layer", "runs", "decades", "95%"]
+    assert [line.split()[:3] for line in lines[3:]] == [["em", "head.ema.em", "1"], ["hem", "head.ema.em", "2"]]
+
+
+def test_compare_by_two_keys_and_another_metric(runs, capsys):
+    code = main(["compare", *map(str, runs.values()), "--by", "model.kind", "--by", "model.grad_iterations",
+                 "--quantity", "grad/mu", "--metric", "rho"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert code == 0 and lines[0].startswith("rho of grad/mu") and len(lines) == 3 + 3
+
+
+@pytest.mark.parametrize("args,message", [
+    (["report", "{missing}"], "no run directory at"),
+    (["compare", "{missing}", "--by", "model.kind"], "no run directory at"),
+    (["compare", "{em}", "--by", "model.bogus"], "unknown --by key 'model.bogus'; valid keys: seed, "),
+    (["compare", "{em}", "--quantity", "grad/q"], "recorded per-iteration gradients: grad/mu, grad/x, grad/z"),
+    (["compare", "{em}", "--metric", "mean"], "unknown metric 'mean'; valid metrics: first, last"),
+    (["compare", "{em}", "--fraction", "2"], "--fraction 2.0 is out of range"),
+])
+def test_report_and_compare_errors_exit_2_with_one_line(runs, tmp_path, capsys, args, message):
+    args = [a.format(missing=tmp_path / "nowhere", em=runs["em"]) for a in args]
+    code, err = run_cli(capsys, *args)
+    assert code == 2 and err.startswith("gradlab: error: ") and message in err and "\n" not in err

@@ -8,6 +8,7 @@ Configs are read from config.toml as written (resolved: every key); nothing here
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pandas as pd
 import tomllib
 
 from gradlab.errors import RecordsError
-from gradlab.instrument.records import load_records
+from gradlab.instrument.records import SCHEMA, load_records, to_frame
 
 Paths = str | os.PathLike | Iterable[str | os.PathLike]
 CATEGORICAL = ("run", "layer", "quantity", "status")
@@ -75,38 +76,61 @@ def load_configs(paths: Paths) -> pd.DataFrame:
     return _tidy_config_columns(pd.DataFrame(rows))
 
 
-def load_runs(paths: Paths, config: str | Sequence[str] = "all") -> pd.DataFrame:
+def load_runs(paths: Paths, config: str | Sequence[str] = "all", missing: str = "raise") -> pd.DataFrame:
     """The records of every run (`gradlab.load_records` schema) with the run's config columns and `run_dir`.
 
     `config`: "all" keys, or the dotted keys to join (each joined key costs 1-8 bytes per record: at millions
-    of records join the keys you group by). String columns become categoricals.
+    of records join the keys you group by). String columns become categoricals. `missing="skip"` leaves out a
+    run with no readable records, with a warning (the frame may then be empty), instead of raising.
     """
     configs = _select(load_configs(paths), config)
     frames = []
     for row in configs.itertuples(index=False):
-        records = load_records(row.run_dir)
-        records["run"] = row.run
-        frames.append(records)
-    records = pd.concat(frames, ignore_index=True)
+        records = _skippable(load_records, missing, row.run_dir, "records")
+        if records is not None:
+            frames.append(records.assign(run=row.run))
+    records = pd.concat(frames, ignore_index=True) if frames else to_frame(SCHEMA.empty_table())
     return _categorical(records.merge(configs, on="run", how="left", validate="many_to_one"))
 
 
-def load_metrics(paths: Paths, config: str | Sequence[str] = "all") -> pd.DataFrame:
-    """metrics.parquet of every run: `run`, `step`, `name`, `value` and the config columns (as in load_runs)."""
+def load_metrics(paths: Paths, config: str | Sequence[str] = "all", missing: str = "raise") -> pd.DataFrame:
+    """metrics.parquet of every run: `run`, `step`, `name`, `value` and the config columns (as in load_runs).
+    `missing="skip"` leaves out a run without readable metrics, with a warning, instead of raising."""
     configs = _select(load_configs(paths), config)
     frames = []
     for row in configs.itertuples(index=False):
-        path = Path(row.run_dir) / "metrics.parquet"
-        if not path.is_file():
-            raise RecordsError(f"no metrics in run {row.run_dir} (metrics.parquet is written at the first "
-                               "checkpoint): train longer or leave this run out")
-        try:
-            metrics = pd.read_parquet(path, columns=["step", "name", "value"])
-        except Exception as err:  # pyarrow raises several types for corrupt files
-            raise RecordsError(f"cannot read {path}: {err}") from None
-        frames.append(metrics.assign(run=row.run))
-    metrics = pd.concat(frames, ignore_index=True)[["run", "step", "name", "value"]]
-    return _categorical(metrics.merge(configs, on="run", how="left", validate="many_to_one"))
+        metrics = _skippable(_read_metrics, missing, Path(row.run_dir), "metrics")
+        if metrics is not None:
+            frames.append(metrics.assign(run=row.run))
+    empty = pd.DataFrame({"step": pd.Series(dtype="int64"), "name": pd.Series(dtype=object),
+                          "value": pd.Series(dtype="float64"), "run": pd.Series(dtype=object)})
+    metrics = pd.concat(frames, ignore_index=True) if frames else empty
+    return _categorical(metrics[["run", "step", "name", "value"]].merge(configs, on="run", how="left",
+                                                                         validate="many_to_one"))
+
+
+def _read_metrics(run_dir: Path) -> pd.DataFrame:
+    path = run_dir / "metrics.parquet"
+    if not path.is_file():
+        raise RecordsError(f"no metrics in run {run_dir} (metrics.parquet is written at the first "
+                           "checkpoint): train longer or leave this run out")
+    try:
+        return pd.read_parquet(path, columns=["step", "name", "value"])
+    except Exception as err:  # pyarrow raises several types for corrupt files
+        raise RecordsError(f"cannot read {path}: {err}") from None
+
+
+def _skippable(read, missing: str, run_dir, what: str):
+    """read(run_dir); with missing="skip" a RecordsError becomes a warning and None."""
+    if missing not in ("raise", "skip"):
+        raise ValueError(f"missing={missing!r}: use 'raise' or 'skip'")
+    try:
+        return read(run_dir)
+    except RecordsError as err:
+        if missing == "raise":
+            raise
+        warnings.warn(f"{err} ({what} of this run left out)", stacklevel=3)
+        return None
 
 
 def _select(configs: pd.DataFrame, config: str | Sequence[str]) -> pd.DataFrame:
