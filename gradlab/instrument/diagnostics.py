@@ -20,9 +20,9 @@ def entropy(z: torch.Tensor) -> torch.Tensor:
 
 def similarity(mu: torch.Tensor) -> torch.Tensor:
     """Mean over images of the mean off-diagonal cosine between the K ≥ 2 bases (..., B, K, C) → (...)."""
-    u = mu.double()
+    u = mu.float()
     u = u / (torch.linalg.vector_norm(u, dim=-1, keepdim=True) + 1e-12)
-    gram = u @ u.transpose(-1, -2)
+    gram = (u @ u.transpose(-1, -2)).double()  # cosines in float32, their means in float64
     k = mu.shape[-2]
     off = gram.sum((-2, -1)) - gram.diagonal(dim1=-2, dim2=-1).sum(-1)
     return (off / (k * (k - 1))).mean(-1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
+import torch
 from torch import nn
 
 GroupSpec = Mapping[str, "nn.Module | Iterable[nn.Parameter]"] | Callable[[nn.Module], Mapping]
@@ -22,3 +23,27 @@ def resolve_groups(model: nn.Module, groups: GroupSpec | None) -> dict[str, list
         if trainable:
             resolved[name] = trainable
     return resolved
+
+
+def group_grad_norms(groups: dict[str, list[nn.Parameter]]) -> tuple[list[str], torch.Tensor | None]:
+    """‖∇‖ of each group that has gradients, as (names, a float64 vector on the parameters' device).
+
+    One fused multi-tensor norm over all parameters, then per-group root-sum-squares: a few kernels per step
+    however many parameters there are. Parameter gradients are accumulated in their own dtype.
+    """
+    names, grads, owner = [], [], []
+    for name, params in groups.items():
+        found = [p.grad for p in params if p.grad is not None]
+        if found:
+            owner += [len(names)] * len(found)
+            names.append(name)
+            grads += found
+    if not grads:
+        return [], None
+    device = grads[0].device
+    if any(g.device != device for g in grads):  # model parallel: one group at a time
+        return names, torch.stack([torch.nn.utils.get_total_norm([g for g, o in zip(grads, owner) if o == i])
+                                   .double().to(device) for i in range(len(names))])
+    norms = torch.stack(torch._foreach_norm(grads)).double()
+    index = torch.tensor(owner, device=device)
+    return names, torch.zeros(len(names), dtype=torch.float64, device=device).index_add_(0, index, norms**2).sqrt()

@@ -25,7 +25,7 @@ from torch import nn
 
 from gradlab.instrument import taps as tap_module
 from gradlab.instrument.diagnostics import forward_diagnostics
-from gradlab.instrument.groups import GroupSpec, resolve_groups
+from gradlab.instrument.groups import GroupSpec, group_grad_norms, resolve_groups
 from gradlab.instrument.norms import l2_norm
 from gradlab.instrument.records import RecordBuffer, write_part
 from gradlab.instrument.schedules import Schedule, as_schedule
@@ -132,6 +132,7 @@ class Recorder:
         self._expected: dict[Key, bool] = {}
         self._norms: dict[Key, torch.Tensor] = {}
         self._diagnostics: dict[Key, list] = defaultdict(list)  # (layer, quantity, first t) → per-forward vectors
+        self._rows: list[tuple] = []  # the closing step's rows, appended to the buffer at once
 
     def _close_step(self, step: int, loss, lr) -> None:
         keys, tensors = self._device_values(loss)
@@ -152,6 +153,7 @@ class Recorder:
         for quantity, value in step_values.items():
             if value is not None:
                 self._add(step, ("", quantity, None), float(value))
+        self.records.extend(self._rows)
         self._reset_pending()
 
     def _device_values(self, loss) -> tuple[list[Key], list[torch.Tensor]]:
@@ -161,11 +163,10 @@ class Recorder:
             v = torch.stack(samples).mean(0) if len(samples) > 1 else samples[0]  # several forwards: their mean
             keys += [(layer, quantity, None if first is None else first + i) for i in range(len(v))]
             tensors.append(v)
-        for name, params in self.groups.items():
-            grads = [p.grad for p in params if p.grad is not None]
-            if grads:  # one fused multi-tensor norm per group
-                keys.append((name, "grad/params", None))
-                tensors.append(torch.nn.utils.get_total_norm(grads).double().reshape(1))
+        names, norms = group_grad_norms(self.groups)
+        if norms is not None:
+            keys += [(name, "grad/params", None) for name in names]
+            tensors.append(norms)
         if isinstance(loss, torch.Tensor):
             keys.append(("", "loss", None))
             tensors.append(loss.detach().double().reshape(1))
@@ -177,7 +178,7 @@ class Recorder:
             status = "ok" if math.isfinite(value) else "nonfinite"
             if status == "nonfinite" and quantity.startswith("grad/"):
                 self.nonfinite += 1
-        self.records.append(self.run, step, layer, iteration, quantity, value, status, self.rank)
+        self._rows.append((self.run, step, layer, iteration, quantity, value, status, self.rank))
 
     # -- output --------------------------------------------------------------------------------------------
     def frame(self) -> pd.DataFrame:

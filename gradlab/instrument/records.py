@@ -44,10 +44,11 @@ class RecordBuffer:
     def __len__(self) -> int:
         return len(self.columns["step"])
 
-    def append(self, run, step, layer, iteration, quantity, value, status, rank) -> None:
-        row = (run, step, layer, iteration, quantity, value, status, rank)
-        for column, item in zip(self.columns.values(), row):
-            column.append(item)
+    def extend(self, rows: list[tuple]) -> None:
+        """Append rows given as (run, step, layer, iteration, quantity, value, status, rank) tuples."""
+        if rows:
+            for column, items in zip(self.columns.values(), zip(*rows)):
+                column.extend(items)
 
     def table(self, start: int = 0) -> pa.Table:
         return pa.table({c: v[start:] for c, v in self.columns.items()}, schema=SCHEMA)

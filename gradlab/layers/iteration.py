@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gradlab.layers.kernels import EPS, logits, objective, project
+from gradlab.layers.kernels import EPS, logits, project
 from gradlab.layers.trace import Trace
 
 
@@ -29,10 +29,10 @@ class EMIteration(nn.Module):
     def forward(
         self, x: torch.Tensor, mu: torch.Tensor, trace: Trace | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, C, N), μ^(t-1) (B, K, C) → (μ^(t) (B, K, C), Z^(t) (B, K, N)). Appends ℓ(μ^(t-1)) to trace."""
+        """x (B, C, N), μ^(t-1) (B, K, C) → (μ^(t) (B, K, C), Z^(t) (B, K, N)). Keeps a(μ^(t-1)) in trace."""
         a = logits(x, mu, self.kernel, self.temperature)
         if trace is not None:
-            trace.loglik.append(objective(a.detach(), x.detach(), self.kernel, self.temperature))
+            trace.logits.append(a.detach())  # ℓ(μ^(t-1)) of all iterations is computed at once from these
         z = torch.softmax(a, dim=1)
         m = torch.bmm(z, x.transpose(1, 2)) / (z.sum(-1, keepdim=True) + EPS)  # m_k = Σ_n z_nk x_n / (N_k + ε)
         m = project(m, self.normalize)

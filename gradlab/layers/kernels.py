@@ -31,8 +31,11 @@ def logits(x: torch.Tensor, mu: torch.Tensor, kernel: str, temperature: float) -
 
 
 def objective(a: torch.Tensor, x: torch.Tensor, kernel: str, temperature: float) -> torch.Tensor:
-    """ℓ(μ) = mean over images and pixels of logsumexp_k a_nk (MATH.md §3), from `logits` output."""
-    ll = torch.logsumexp(a, dim=1).mean()
+    """ℓ(μ) = mean over images and pixels of logsumexp_k a_nk (MATH.md §3), from `logits` output.
+
+    `a` is (B, K, N), or (S, B, K, N) for S sets of bases at once (then ℓ has shape (S,)).
+    """
+    ll = torch.logsumexp(a, dim=-2).mean((-2, -1))
     if kernel == "gaussian":
         ll = ll - x.square().sum(1).mean() / (2 * temperature)
     return ll

@@ -21,6 +21,7 @@ class Trace:
     mu: list[torch.Tensor] = field(default_factory=list)
     z: list[torch.Tensor | None] = field(default_factory=lambda: [None])
     loglik: list[torch.Tensor] = field(default_factory=list)
+    logits: list[torch.Tensor] = field(default_factory=list, repr=False)  # E-step logits while tracing
     feature_norm: torch.Tensor | None = None
 
     @property

@@ -114,9 +114,11 @@ class UnrolledEM(nn.Module):
         return trace
 
     def _finish_trace(self, trace: Trace, xf: torch.Tensor, mu: torch.Tensor) -> None:
-        with torch.no_grad():  # ℓ^(T); ℓ^(0..T-1) came from the iterations' own E-steps
-            a = logits(xf, mu, self.kernel, self.temperature)
-            trace.loglik.append(objective(a, xf, self.kernel, self.temperature))
+        """ℓ^(0..T) in one call: the iterations' own E-step logits a(μ^(t-1)), and a(μ^(T))."""
+        with torch.no_grad():
+            trace.logits.append(logits(xf, mu, self.kernel, self.temperature))
+            trace.loglik = list(objective(torch.stack(trace.logits), xf.detach(), self.kernel, self.temperature))
+        trace.logits = []  # no longer needed: do not keep (T+1)·B·K·N numbers alive
         self.trace = trace
 
     @torch.no_grad()
