@@ -6,21 +6,44 @@ Reported: the median step time per mode and its ratio to "off". Target (issue 3)
     python -m benchmarks.recorder_overhead            # full run (~1-2 min on 2 CPU cores)
     python -m benchmarks.recorder_overhead --smoke    # seconds; checks that it runs
     python -m benchmarks.recorder_overhead --device cuda
+    python -m benchmarks.recorder_overhead --breakdown    # + trace only, no diagnostics, no group norms
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
 
 import gradlab
 from benchmarks.common import median, write_json
+from gradlab.instrument import recorder as recorder_module
 from gradlab.models import build_model, parameter_groups
 
-MODES = {"off": None, "every step": 1, "every 10th": 10}
+MODES = ("off", "every step", "every 10th")
+BREAKDOWN = ("trace only", "no diagnostics", "no group norms")  # --breakdown: which part costs what
+
+
+@contextlib.contextmanager
+def recording(model, mode: str):
+    """The recorder (or the part of it) that `mode` switches on; yields it or None."""
+    layer = model.head.ema.em
+    if mode == "off":
+        yield None
+    elif mode == "trace only":
+        layer.tracing = True
+        yield None
+        layer.tracing = False
+    else:
+        groups = {} if mode == "no group norms" else parameter_groups
+        every = 10 if mode == "every 10th" else 1
+        with mock.patch.object(recorder_module, "forward_diagnostics", lambda trace: []) if mode == "no diagnostics" \
+                else contextlib.nullcontext(), gradlab.watch(model, every=every, groups=groups) as rec:
+            yield rec
 
 
 def sync(device: torch.device) -> None:
@@ -28,11 +51,10 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def run_round(model, opt, batch, steps: int, every: int | None, device) -> list[float]:
+def run_round(model, opt, batch, steps: int, mode: str, device) -> list[float]:
     x, y = batch
-    rec = gradlab.watch(model, every=every, groups=parameter_groups) if every else None
     times = []
-    try:
+    with recording(model, mode) as rec:
         for step in range(steps):
             sync(device)
             t0 = time.perf_counter()
@@ -44,9 +66,6 @@ def run_round(model, opt, batch, steps: int, every: int | None, device) -> list[
                 rec.step(step, loss=loss, lr=0.01)
             sync(device)
             times.append(time.perf_counter() - t0)
-    finally:
-        if rec is not None:
-            rec.close()
     return times
 
 
@@ -63,6 +82,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--smoke", action="store_true", help="2 rounds of 2 steps at 32x32")
+    parser.add_argument("--breakdown", action="store_true", help="also time the recorder with parts switched off")
     args = parser.parse_args()
     if args.smoke:
         args.rounds, args.steps, args.size, args.batch = 2, 2, 32, 2
@@ -74,21 +94,23 @@ def main() -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     batch = (torch.randn(args.batch, 3, args.size, args.size, device=device),
              torch.randint(0, 11, (args.batch, args.size, args.size), device=device))
-    run_round(model, opt, batch, 3, None, device)  # warm-up
-    times: dict[str, list[float]] = {m: [] for m in MODES}
+    run_round(model, opt, batch, 3, "off", device)  # warm-up
+    modes = MODES + BREAKDOWN if args.breakdown else MODES
+    times: dict[str, list[float]] = {m: [] for m in modes}
     for _ in range(args.rounds):
-        for mode, every in MODES.items():
-            times[mode] += run_round(model, opt, batch, args.steps, every, device)
+        for mode in modes:
+            times[mode] += run_round(model, opt, batch, args.steps, mode, device)
     base = median(times["off"])
     rows = {m: {"median_ms": 1e3 * median(t), "ratio": median(t) / base, "steps": len(t)} for m, t in times.items()}
     print(f"recorder overhead: {args.backbone} + HEM T={args.iterations} K={args.bases}, {args.size}x{args.size}, "
           f"batch {args.batch}, "
           f"{args.device}, {torch.get_num_threads()} threads")
-    print(f"{'mode':<12} {'median ms/step':>15} {'ratio':>7}")
+    print(f"{'mode':<16} {'median ms/step':>15} {'ratio':>7}")
     for mode, row in rows.items():
-        print(f"{mode:<12} {row['median_ms']:>15.2f} {row['ratio']:>7.3f}")
+        print(f"{mode:<16} {row['median_ms']:>15.2f} {row['ratio']:>7.3f}")
     if not args.smoke:
-        path = write_json(f"recorder_overhead_{device.type}_{args.backbone}", {"args": vars(args), "results": rows})
+        name = f"recorder_overhead_{device.type}_{args.backbone}_{args.size}" + ("_breakdown" if args.breakdown else "")
+        path = write_json(name, {"args": vars(args), "results": rows})
         print(f"wrote {path}")
 
 
