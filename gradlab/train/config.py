@@ -59,7 +59,7 @@ class ModelConfig:
     channels: int = key(0, "head / EM channels C (0 = the backbone's default)", ">= 0", at_least(0))
     bases: int = key(16, "bases K", ">= 1", at_least(1))
     iterations: int = key(3, "unrolled iterations T", ">= 1", at_least(1))
-    step_size: float = key(0.5, "HEM step size η (ignored by em)", "in (0, 2)", lambda v: 0 < v < 2)
+    step_size: float = key(0.5, "HEM step size η (em: resolved to 1)", "in (0, 2)", lambda v: 0 < v < 2)
     kernel: str = key("dot", "E-step kernel", "dot or gaussian", lambda v: v in ("dot", "gaussian"))
     temperature: float = key(1.0, "softmax temperature τ", "> 0", positive)
     normalize: bool = key(True, "normalise the bases (P of MATH.md)")
@@ -182,8 +182,10 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
 
 
 def validate(config: Config) -> Config:
-    """Checks that involve several keys."""
+    """Checks that involve several keys, and the values they imply (EM is HEM with η = 1)."""
     m = config.model
+    if m.kind == "em":
+        m.step_size = 1.0  # the resolved config says what ran
     if isinstance(m.grad_iterations, int) and m.grad_iterations > m.iterations:
         raise ConfigError(f"model.grad_iterations={m.grad_iterations} is out of range: allowed 'all' or an "
                           f"integer in [0, model.iterations={m.iterations}]")

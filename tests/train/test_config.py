@@ -61,3 +61,8 @@ def test_every_preset_loads(tmp_path):
     for preset in sorted(PRESETS.glob("*.toml")):
         config = load_config(preset, [f"data.root='{tmp_path}'"])
         assert config == from_dict(tomllib.loads(to_toml(config)))
+
+
+def test_em_resolves_its_step_size_to_one():
+    assert load_config("demo", ["model.kind=em", "model.step_size=0.25"]).model.step_size == 1.0
+    assert load_config("demo", ["model.kind=hem", "model.step_size=0.25"]).model.step_size == 0.25
