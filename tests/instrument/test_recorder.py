@@ -163,7 +163,8 @@ def test_gradient_accumulation_combines_backwards_root_sum_square(batch):
 def test_rank_and_run_columns(batch, tmp_path):
     x, y = batch
     net = make_net()
-    assert gradlab.parallel.unwrap(torch.nn.DataParallel(net)) is net
+    inner = torch.nn.Linear(2, 2)  # DataParallel moves its module to the GPU when there is one
+    assert gradlab.parallel.unwrap(torch.nn.DataParallel(inner)) is inner
     with gradlab.watch(net, run_dir=tmp_path / "my-run") as rec:
         F.cross_entropy(net(x), y).backward()
         rec.step(0)
