@@ -23,6 +23,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.recorder_overhead
+	$(PY) -m benchmarks.recorder_overhead --size 128 --rounds 8 --steps 6
+	$(PY) -m benchmarks.analysis_scale
 
 clean:
 	rm -rf $(VENV) build *.egg-info
