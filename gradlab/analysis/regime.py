@@ -90,10 +90,10 @@ def _verdict(r) -> tuple[str, str]:
     if r.share_nonfinite >= majority:
         return "nonfinite", f"non-finite gradient norms at {r.share_nonfinite:.0%} of steps {r.from_step}–{r.to_step}"
     if r.share_no_grad >= majority:
-        return "no_grad", (f"no gradient reaches any iteration (status no_grad/unused at iterations "
-                           f"{r.no_grad_iterations}): the layer's input gets none through the EM loop")
+        return "no_grad", (f"no gradient reaches any iteration (status no_grad/unused at "
+                           f"{_its(r.no_grad_iterations)}): the layer's input gets none through the EM loop")
     if r.share_collapse >= majority:
-        cause = (f"the near-zero gradient through iterations {r.near_zero_iterations} is a consequence of the "
+        cause = (f"the near-zero gradient through {_its(r.near_zero_iterations)} is a consequence of the "
                  "collapse, not of saturation" if r.near_zero_iterations else decay_text)
         return "collapse", (f"bases collapsed from step {r.collapse_onset:.0f}: similarity {r.similarity:.2f}, "
                             f"attention uniform (entropy {r.entropy_ratio:.2f} ln K); {cause}") + _note(r)
@@ -102,13 +102,13 @@ def _verdict(r) -> tuple[str, str]:
                               f"{r.entropy_ratio:.3f} ln K (nearly one-hot), similarity {r.similarity:.2f}; the "
                               f"softmax Jacobian vanishes: {decay_text}") + _note(r)
     if r.share_one_step >= majority:
-        return "one_step", (f"only iteration {r.T} carries gradient (iterations {r.no_grad_iterations} are no_grad):"
+        return "one_step", (f"only iteration {r.T} carries gradient ({_its(r.no_grad_iterations)} run under no_grad):"
                             f" no decay to measure; {numbers}")
     if r.decades > np.log10(th.EXPLODING_RETENTION) or r.rho > th.EXPLODING_RHO:
         return "exploding", (f"the gradient grows toward the early iterations: {decay_text}; neither collapse "
                              f"nor saturation ({numbers})") + _note(r)
     if r.decades < np.log10(th.VANISHING_RETENTION):
-        zero = f", near zero through iterations {r.near_zero_iterations}" if r.near_zero_iterations else ""
+        zero = f", near zero through {_its(r.near_zero_iterations)}" if r.near_zero_iterations else ""
         return "vanishing", (f"the gradient vanishes through the iterations: {decay_text}{zero}; neither collapse "
                              f"nor saturation ({numbers})") + _note(r)
     return "healthy", f"healthy: {decay_text}; {numbers}" + _note(r)
@@ -126,7 +126,13 @@ def _diagnostics_text(r) -> str:
 def _note(r) -> str:
     notes = []
     if r.no_grad_iterations:
-        notes.append(f"iterations {r.no_grad_iterations} carry no gradient (no_grad)")
+        its = _its(r.no_grad_iterations)
+        notes.append(f"{its} {'carry' if its.startswith('iterations') else 'carries'} no gradient (no_grad)")
     if 0 < r.share_nonfinite:
         notes.append(f"non-finite norms at {r.share_nonfinite:.0%} of the window's steps")
     return "".join(f"; {n}" for n in notes)
+
+
+def _its(spec: str) -> str:
+    """ "1" → "iteration 1"; "1-2" or "1,3" → "iterations 1-2" / "iterations 1,3"."""
+    return f"iterations {spec}" if any(c in str(spec) for c in "-,–") else f"iteration {spec}"

@@ -36,7 +36,7 @@ def test_each_regime_is_recognised_on_synthetic_runs():
     assert "attention saturated from step 0" in v["saturation"]["reason"]
     assert "neither collapse nor saturation" in v["vanishing"]["reason"]
     assert "grows toward the early iterations" in v["exploding"]["reason"]
-    assert "only iteration 4 carries gradient (iterations 1-3 are no_grad)" in v["one_step"]["reason"]
+    assert "only iteration 4 carries gradient (iterations 1-3 run under no_grad)" in v["one_step"]["reason"]
 
 
 def test_regime_reads_only_the_last_window_of_training():
@@ -49,4 +49,4 @@ def test_regime_reads_only_the_last_window_of_training():
 
 def test_partial_no_grad_is_noted_in_the_reason():
     r = verdicts(run_records("r", T=4, rho=0.7, no_grad=(1,)))["r"]
-    assert r["regime"] == "healthy" and "iterations 1 carry no gradient" in r["reason"]
+    assert r["regime"] == "healthy" and "iteration 1 carries no gradient" in r["reason"]

@@ -81,14 +81,15 @@ def test_one_step_run_says_its_early_iterations_run_under_no_grad(report):
 
 def test_comparison_has_one_row_per_group_of_differing_config_keys(report):
     header, rows = table_rows(section(parse_html(report.html), "comparison"))
-    assert header[:2] == ["model.kind", "model.grad_iterations"]
-    assert sorted((r[0], r[1]) for r in rows) == [("em", "all"), ("hem", "1"), ("hem", "all")]
+    assert header[:3] == ["model.kind", "model.step_size", "model.grad_iterations"]  # EM's η resolves to 1
+    assert sorted((r[0], r[2]) for r in rows) == [("em", "all"), ("hem", "1"), ("hem", "all")]
 
 
 def test_config_differences_list_only_the_keys_that_differ(report):
     header, rows = table_rows(section(parse_html(report.html), "configs"))
     assert header == ["key", "em", "hem", "hem-one-step"]
-    assert rows == [["model.kind", "em", "hem", "hem"], ["model.grad_iterations", "all", "all", "1"]]
+    assert rows == [["model.kind", "em", "hem", "hem"], ["model.step_size", "1.0", "0.5", "0.5"],
+                    ["model.grad_iterations", "all", "all", "1"]]
 
 
 def test_markdown_links_png_figures_that_exist_beside_it(report):
