@@ -169,7 +169,7 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
     config = Config()
     if source is not None:
         path = Path(source)
-        if not path.exists() and (PRESETS / f"{source}.toml").exists():
+        if not path.is_file() and (PRESETS / f"{source}.toml").is_file():
             path = PRESETS / f"{source}.toml"
         if not path.is_file():
             names = ", ".join(p.stem for p in sorted(PRESETS.glob("*.toml")))

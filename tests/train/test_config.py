@@ -66,3 +66,9 @@ def test_every_preset_loads(tmp_path):
 def test_em_resolves_its_step_size_to_one():
     assert load_config("demo", ["model.kind=em", "model.step_size=0.25"]).model.step_size == 1.0
     assert load_config("demo", ["model.kind=hem", "model.step_size=0.25"]).model.step_size == 0.25
+
+
+def test_a_folder_named_like_a_preset_does_not_hide_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()
+    assert load_config("demo").model.iterations == 6

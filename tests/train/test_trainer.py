@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import gradlab
+import gradlab.train
 from gradlab.train import NonFiniteError, train
 from gradlab.train import trainer as trainer_module
 from gradlab.train.evaluate import evaluate
@@ -23,6 +24,9 @@ def test_a_run_directory_holds_everything(tmp_path):
     assert run.config() == tiny_config()
     state = torch.load(run.checkpoint, weights_only=True)
     assert state["step"] == 6
+    model, config = gradlab.train.load_model(run.path)
+    assert config == tiny_config() and not model.training
+    assert torch.equal(model.state_dict()["head.classifier.weight"], state["model"]["head.classifier.weight"])
     metrics = pd.read_parquet(run.metrics_path)
     assert set(metrics[metrics.name == "miou"].step) == {2, 5}
     records = gradlab.load_records(run.path)

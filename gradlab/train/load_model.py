@@ -1,0 +1,23 @@
+"""A trained model back from its run directory, for evaluation, attribution and notebooks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from gradlab.train.checkpoint import load_checkpoint
+from gradlab.train.config import Config
+from gradlab.train.run_dir import RunDirectory
+from gradlab.train.trainer import build_net
+
+
+def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config]:
+    """(model in eval mode with the weights of checkpoints/last.pt, the run's resolved config)."""
+    run = RunDirectory(run_dir)
+    config = run.config()
+    state = load_checkpoint(run.checkpoint)["model"]
+    num_classes = state["head.classifier.weight"].shape[0]
+    net = build_net(config, num_classes)
+    net.load_state_dict(state)
+    return net.to(device).eval(), config
