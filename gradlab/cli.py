@@ -52,6 +52,15 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _attribute(args: argparse.Namespace) -> int:
+    from gradlab.attribution import attribute_run
+
+    files = attribute_run(args.run, images=args.images, methods=args.method or None, out=args.out)
+    for path in files.paths:
+        print(path)
+    return 0
+
+
 @contextlib.contextmanager
 def _warnings_on_stderr() -> Iterator[None]:
     """Warnings (a skipped records part, a partial run) as one line each: `gradlab: warning: ...`."""
@@ -100,6 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--metric", default="decades", help="decay metric: decades, retention, rho, half_depth, ...")
     cmp.add_argument("--fraction", type=float, default=0.1, help="last fraction of each run's steps (default 0.1)")
     cmp.set_defaults(func=_compare)
+
+    att = sub.add_parser("attribute", help="captum attributions of a trained run: the depth profile over the "
+                         "unrolled iterations and input maps, for the report")
+    att.add_argument("run", metavar="RUN_DIR", help="a trained run directory (uses checkpoints/last.pt)")
+    att.add_argument("--images", type=int, default=4, help="how many validation images (default 4)")
+    att.add_argument("--method", action="append", default=[], metavar="NAME",
+                     help="integrated-gradients, gradient-x-activation, conductance (depth profile) or saliency "
+                          "(input maps; integrated-gradients does both); repeatable, default all")
+    att.add_argument("--out", default=None,
+                     help="folder for the table and figures (default: RUN_DIR/attribution.parquet and "
+                          "RUN_DIR/report/attribution_*.png, where gradlab report looks)")
+    att.set_defaults(func=_attribute)
     return parser
 
 
@@ -108,5 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except GradlabError as err:
-        print(f"gradlab: error: {err}", file=sys.stderr)
+        print(f"gradlab: error: {one_line(err)}", file=sys.stderr)
         return 2
+
+
+def one_line(err: Exception) -> str:
+    """The message on one line. A DataLoader worker re-raises "Caught DataError in DataLoader worker …" with
+    the worker's traceback: its last line, "gradlab.errors.DataError: <message>", holds the message."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+    name, sep, message = lines[-1].partition(": ")
+    return message if len(lines) > 1 and sep and name.endswith(type(err).__name__) else " ".join(lines)

@@ -68,8 +68,9 @@ def test_voc_empty_split(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("workers", [0, 1])
 @pytest.mark.parametrize("case", ["size_mismatch", "bad_label"])
-def test_voc_bad_masks_fail_cleanly(tmp_path, capsys, case):
+def test_voc_bad_masks_fail_cleanly(tmp_path, capsys, case, workers):
     masks = [np.zeros((36, 40), dtype=np.uint8), np.zeros((36, 40), dtype=np.uint8)]
     if case == "size_mismatch":
         masks[1] = np.zeros((30, 40), dtype=np.uint8)
@@ -77,7 +78,7 @@ def test_voc_bad_masks_fail_cleanly(tmp_path, capsys, case):
         masks[1][5, 5] = 40  # VOC has classes 0..20 and 255
     root = voc_folder(tmp_path / "VOC", masks=masks)
     code, err = run_cli(capsys, *train_args(tmp_path, "data.source=voc", f"data.root='{root}'", "train.batch_size=1",
-                                            "data.train_length=2", "data.size=32"))
+                                            "data.train_length=2", "data.size=32", f"data.workers={workers}"))
     assert code == 2 and "2007_000001" in err and "\n" not in err, err
     assert_not_complete(tmp_path)
 

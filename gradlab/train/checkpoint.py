@@ -19,7 +19,8 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Tensors, numbers, strings and containers only (no pickle): a corrupt file gives a clear error."""
     if not path.is_file():
-        raise GradlabError(f"no checkpoint at {path}: nothing to resume (train without --resume to start afresh)")
+        raise GradlabError(f"no checkpoint at {path}: the run has not saved one yet (to start afresh, train "
+                           "without --resume)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for truncated or foreign files

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from gradlab.errors import GradlabError
 from gradlab.train.checkpoint import load_checkpoint
 from gradlab.train.config import Config
 from gradlab.train.run_dir import RunDirectory
@@ -17,7 +18,10 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple
     run = RunDirectory(run_dir)
     config = run.config()
     state = load_checkpoint(run.checkpoint)["model"]
-    num_classes = state["head.classifier.weight"].shape[0]
-    net = build_net(config, num_classes)
-    net.load_state_dict(state)
+    try:
+        net = build_net(config, state["head.classifier.weight"].shape[0])
+        net.load_state_dict(state)
+    except (KeyError, RuntimeError) as err:
+        raise GradlabError(f"checkpoint {run.checkpoint} does not fit the run's config.toml: "
+                           f"{str(err).splitlines()[0]}") from None
     return net.to(device).eval(), config
