@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from gradlab.checks import is_int, require
 from gradlab.instrument import taps as tap_module
 from gradlab.instrument.diagnostics import forward_diagnostics
 from gradlab.instrument.groups import GroupSpec, group_grad_norms, resolve_groups
@@ -51,6 +52,7 @@ class Recorder:
         all_ranks: bool = False,
         start_step: int = 0,
     ):
+        require(is_int(flush_every), "flush_every", flush_every, "an integer >= 1 (recorded steps per Parquet part)")
         model = unwrap(model)
         self._refuse_if_watched(model)
         self.model = model

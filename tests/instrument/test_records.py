@@ -68,3 +68,8 @@ def test_missing_or_empty_records_raise_a_records_error(tmp_path):
 def test_no_temp_file_is_left_behind(batch, tmp_path):
     train(make_net(), batch, 3, run_dir=tmp_path, flush_every=1)
     assert not [p for p in (tmp_path / "records").iterdir() if p.name.startswith(".")]
+
+
+def test_flush_every_must_be_positive():
+    with pytest.raises(ValueError, match="^flush_every=0"):
+        gradlab.watch(make_net(), flush_every=0)
