@@ -25,6 +25,8 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.recorder_overhead
 	$(PY) -m benchmarks.recorder_overhead --size 128 --rounds 8 --steps 6
 	$(PY) -m benchmarks.analysis_scale
+	$(PY) -m benchmarks.hem_vs_em
+	$(PY) -m benchmarks.em_layer_speed
 
 clean:
 	rm -rf $(VENV) build *.egg-info

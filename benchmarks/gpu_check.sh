@@ -14,3 +14,6 @@ cp benchmarks/results/recorder_overhead_cuda_*.json "$out/" 2>/dev/null
 python -m gradlab train demo --out /tmp/gpu-run --quiet --set train.device=cuda --set train.amp=true \
   --set train.steps=100 --set train.eval_every=100 --set train.checkpoint_every=100 2>&1 | tail -3 | tee "$out/train_cuda.txt"
 python -c "import json; m=json.load(open('/tmp/gpu-run/meta.json')); print(m['status'], m['device'])" | tee -a "$out/train_cuda.txt"
+python -m benchmarks.hem_vs_em --device cuda --threads 8 2>&1 | tee "$out/hem_vs_em_cuda.txt"
+python -m benchmarks.em_layer_speed --device cuda --threads 8 2>&1 | tee "$out/em_layer_speed_cuda.txt"
+cp benchmarks/results/hem_vs_em_cuda*.json benchmarks/results/em_layer_speed_cuda*.json "$out/" 2>/dev/null

@@ -1,0 +1,29 @@
+"""Every benchmark script runs in its --smoke mode and prints its table. No assertion on time, ever."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# script: a column header its table prints
+SCRIPTS = {
+    "recorder_overhead": "median ms/step",
+    "analysis_scale": "peak decay MB",
+    "hem_vs_em": "HEM saved MB",
+    "em_layer_speed": "layer/ref",
+}
+
+
+@pytest.mark.parametrize("script", list(SCRIPTS))
+def test_smoke_mode_runs_and_prints_its_table(script):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", f"benchmarks.{script}", "--smoke"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert SCRIPTS[script] in proc.stdout, proc.stdout
+    assert "wrote" not in proc.stdout  # --smoke leaves benchmarks/results alone
