@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import os
@@ -38,3 +39,16 @@ def write_json(name: str, payload: dict) -> Path:
     path = RESULTS / f"{name}.json"
     write_text(path, json.dumps({"machine": machine(), **payload}, indent=2))
     return path
+
+
+def layer_parser(doc: str, sizes: dict, rounds_help: str) -> argparse.ArgumentParser:
+    """The options the layer benchmarks share: sizes, rounds, device, threads, breakdown, allocator, smoke."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", choices=list(sizes), default=list(sizes))
+    parser.add_argument("--rounds", type=int, default=None, help=rounds_help)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--breakdown", action="store_true", help="also profile where the time goes")
+    parser.add_argument("--system-malloc", action="store_true", help="leave glibc's allocator as it is (noisy)")
+    parser.add_argument("--smoke", action="store_true", help="a few rounds at a tiny size")
+    return parser

@@ -23,14 +23,13 @@ Target (issue 9): at least as fast as the reference.
 
 from __future__ import annotations
 
-import argparse
 import functools
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.common import median, write_json
+from benchmarks.common import layer_parser, median, write_json
 from benchmarks.hem_vs_em import (
     SIZES,
     SMOKE,
@@ -177,15 +176,8 @@ def print_table(results: list[dict], device: torch.device, malloc: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
+    parser = layer_parser(__doc__, SIZES, "rounds per size (default: a third of hem_vs_em's)")
     parser.add_argument("--step-sizes", type=float, nargs="+", default=[1.0, 0.5], help="η: 1 = EM")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds per size (default: a third of hem_vs_em's)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--breakdown", action="store_true", help="also profile where layer and reference spend")
-    parser.add_argument("--system-malloc", action="store_true", help="leave glibc's allocator as it is (noisy)")
-    parser.add_argument("--smoke", action="store_true", help="a few rounds at a tiny size")
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else {k: SIZES[k] for k in args.sizes}
     malloc = "system" if args.system_malloc else steady_malloc()

@@ -19,7 +19,6 @@ is held steady first (`steady_malloc`; `--system-malloc` leaves it). Target (iss
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import functools
 import itertools
@@ -30,7 +29,7 @@ import time
 
 import torch
 
-from benchmarks.common import median, write_json
+from benchmarks.common import layer_parser, median, write_json
 from gradlab.layers import EMLayer, HEMLayer
 
 # name: C channels, K bases, T iterations, an S×S map, batch B, rounds (one forward+backward per mode each)
@@ -234,15 +233,7 @@ def print_table(results: list[dict], device: torch.device, malloc: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
-    parser.add_argument("--rounds", type=int, default=None, help="rounds per size (default: its own)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--breakdown", action="store_true", help="also profile where each layer spends its time")
-    parser.add_argument("--system-malloc", action="store_true", help="leave glibc's allocator as it is (noisy)")
-    parser.add_argument("--smoke", action="store_true", help="a few rounds at a tiny size")
-    args = parser.parse_args(argv)
+    args = layer_parser(__doc__, SIZES, "rounds per size (default: its own)").parse_args(argv)
     sizes = SMOKE if args.smoke else {k: SIZES[k] for k in args.sizes}
     malloc = "system" if args.system_malloc else steady_malloc()
     torch.set_num_threads(args.threads)
