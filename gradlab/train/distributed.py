@@ -44,9 +44,16 @@ def setup(device: str = "auto", timeout_s: float = 120.0) -> Context:
     return Context(rank, world, local, dev)
 
 
-def teardown() -> None:
+def teardown(wait_for_all: bool = True) -> None:
+    """Leave the process group. After a clean run every rank first waits for the others: a gloo rank that
+    destroys its group while a peer still uses the connection can abort ("terminate called without an active
+    exception"). After an error the ranks are not in step, so nobody waits."""
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            if wait_for_all:
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def parameters_agree(model: nn.Module) -> bool:

@@ -38,9 +38,12 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress
     """Train one model into `run_dir` (resuming from its last checkpoint when `resume`)."""
     ctx = distributed.setup(config.train.device)
     try:
-        return _train(config, RunDirectory(run_dir), resume, progress, ctx)
-    finally:
-        distributed.teardown()
+        run = _train(config, RunDirectory(run_dir), resume, progress, ctx)
+    except BaseException:
+        distributed.teardown(wait_for_all=False)
+        raise
+    distributed.teardown()
+    return run
 
 
 def build_data(config: Config):
