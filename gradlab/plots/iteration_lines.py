@@ -9,9 +9,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from gradlab.plots.frames import hue_groups
 from gradlab.plots.markers import finish_log_axis, mark_special, reserve_marker_strips, special_handles
-from gradlab.plots.style import figure_legend, hue_label, new_figure, palette
+from gradlab.plots.panels import layer_panels
+from gradlab.plots.style import figure_legend
 from gradlab.plots.summary import summarize
 
 BAND_NAMES = {"quantile": "central {:.0%} of observations", "bootstrap": "{:.0%} bootstrap CI of the median",
@@ -23,10 +23,8 @@ def iteration_figure(rows: pd.DataFrame, hue: str, x: str, *, log: bool, band: s
                      level: float) -> tuple[Figure, np.ndarray]:
     """Panels per layer (titled when there are several), shared y, a figure legend with the groups and the
     special markers drawn. The caller sets labels and the title."""
-    rows, groups = hue_groups(rows, hue)
-    colors, labels = palette(groups, hue), {g: hue_label(hue, g) for g in groups}
-    layers = sorted(rows["layer"].unique())
-    fig, axes = new_figure(1, len(layers), sharey=True)
+    p = layer_panels(rows, hue)
+    rows, colors, labels, layers, fig, axes = p.rows, p.colors, p.labels, p.layers, p.fig, p.axes
     special: set[str] = set()
     for ax, name in zip(axes[0], layers):
         if log:

@@ -9,9 +9,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from gradlab.plots.frames import Steps, hue_groups, require_columns, require_rows, select, select_steps
+from gradlab.plots.frames import Steps, require_columns, require_rows, select, select_steps
 from gradlab.plots.markers import GREY, mark_special, reserve_marker_strips, special_handles
-from gradlab.plots.style import METRIC_LABELS, figure_legend, hue_label, new_figure, palette, styled
+from gradlab.plots.panels import layer_panels
+from gradlab.plots.style import METRIC_LABELS, figure_legend, styled
 
 LIMITS = {-3.0: "vanishing (R < 1e−3)", 3.0: "exploding (R > 1e3)"}  # MATH.md §7 flags
 
@@ -24,10 +25,8 @@ def retention_over_training(decay_frame: pd.DataFrame, hue: str = "run", *, quan
     quantity (filtered to `quantity` when present) and the `hue` column. −∞ (the first iteration got an exact
     0) is marked "0 (dead)"; NaN (no gradient or NaN norms) is marked "undefined"."""
     rows = _rows(decay_frame, hue, quantity, layer, steps)
-    rows, groups = hue_groups(rows, hue)
-    colors, labels = palette(groups, hue), {g: hue_label(hue, g) for g in groups}
-    layers = sorted(rows["layer"].unique())
-    fig, axes = new_figure(1, len(layers), sharey=True)
+    p = layer_panels(rows, hue)
+    rows, groups, colors, labels, layers, fig, axes = p.rows, p.groups, p.colors, p.labels, p.layers, p.fig, p.axes
     kinds: set[str] = set()
     for ax, name in zip(axes[0], layers):
         kinds |= _panel(ax, rows[rows["layer"] == name], hue, colors)
