@@ -33,6 +33,29 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ablate(args: argparse.Namespace) -> int:
+    from gradlab.ablate import parse_axis, run_ablation
+
+    axes = [parse_axis(text) for text in args.grid]
+    if not axes:
+        raise GradlabError("give at least one --grid KEY=V1,V2 (e.g. --grid model.iterations=1,3,8)")
+    try:
+        with _warnings_on_stderr():
+            result = run_ablation(args.config, axes, args.seeds, args.out, overrides=args.set, workers=args.workers,
+                                  threads=args.threads, quick=args.quick, report=not args.no_report)
+    except KeyboardInterrupt:
+        print(f"gradlab: interrupted: run the same command again to continue {args.out}", file=sys.stderr)
+        return 130
+    if result.summary is not None:
+        print(f"summary: {result.out / 'summary.md'}" + (f"\nreport: {result.report}" if result.report else ""))
+    if result.failed:
+        names = ", ".join(o.trial.name for o in result.failed)
+        print(f"gradlab: error: {len(result.failed)} of {len(result.trials)} runs failed ({names}): see "
+              f"{result.out / 'logs'}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from gradlab.report import build_report
 
@@ -93,6 +116,24 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=_train)
+
+    abl = sub.add_parser("ablate", help="run a grid of configurations x seeds (resumable) and summarise it",
+                         description="Each grid point and seed is its own run directory under --out. Finished "
+                         "runs are skipped and unfinished ones resumed, so rerunning the same command continues "
+                         "an interrupted ablation. Writes summary.md / summary.csv (CIs over seeds), "
+                         "ablation.png and report/.")
+    abl.add_argument("config", nargs="?", default=None, help="base TOML file or preset (e.g. demo)")
+    abl.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                     help="an axis of the grid, any config key (repeatable), e.g. model.iterations=1,3,8")
+    abl.add_argument("--seeds", type=int, default=1, help="seeds per grid point: seed, seed+1, ... (default 1)")
+    abl.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
+    abl.add_argument("--out", default="runs/ablation", help="folder of the runs (default runs/ablation)")
+    abl.add_argument("--workers", type=int, default=1, help="runs trained at once (default 1)")
+    abl.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / workers)")
+    abl.add_argument("--quick", action="store_true",
+                     help=f"smoke-sized runs: at most {120} steps, one validation on {64} scenes")
+    abl.add_argument("--no-report", action="store_true", help="skip the combined HTML report")
+    abl.set_defaults(func=_ablate)
 
     rep = sub.add_parser("report", help="write a self-contained HTML report (and a Markdown summary) of runs")
     rep.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories, or folders of them")

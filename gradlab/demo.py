@@ -11,6 +11,7 @@ import pandas as pd
 from gradlab.instrument import load_records
 from gradlab.report import build_report
 from gradlab.train import load_config, train
+from gradlab.train.metrics_log import final_value
 
 
 def run_demo(out: str | Path = "runs/demo", steps: int | None = None) -> pd.DataFrame:
@@ -47,5 +48,4 @@ def summary(run_dirs: list[Path]) -> pd.DataFrame:
 
 
 def final_miou(run_dir: Path) -> float:
-    metrics = pd.read_parquet(run_dir / "metrics.parquet")
-    return float(metrics[metrics.name == "miou"].value.iloc[-1])
+    return final_value(run_dir / "metrics.parquet", "miou")

@@ -59,9 +59,10 @@ METRIC_LABELS = {  # decay metrics (MATH.md §7) and scores, for summary / ablat
     "grad_norm": "total gradient norm",
 }
 AXIS_LABELS = {"model.iterations": r"$T_{\mathrm{train}}$ (unrolled iterations in training)",
-               "model.step_size": r"HEM step size $\eta$", "step": "training step"}
+               "model.step_size": r"HEM step size $\eta$", "model.temperature": r"softmax temperature $\tau$",
+               "model.grad_iterations": "differentiable iterations", "step": "training step"}
 HUE_FORMATS = {"model.kind": "{}", "model.step_size": "η = {}", "model.iterations": "T = {}",
-               "model.grad_iterations": "grad iterations = {}"}
+               "model.grad_iterations": "grad iterations = {}", "model.temperature": "τ = {}"}
 
 
 @contextlib.contextmanager

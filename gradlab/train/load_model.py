@@ -13,10 +13,13 @@ from gradlab.train.run_dir import RunDirectory
 from gradlab.train.trainer import build_net
 
 
-def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config]:
-    """(model in eval mode with the weights of checkpoints/last.pt, the run's resolved config)."""
+def load_model(run_dir: str | Path, device: str | torch.device = "cpu",
+               overrides: list[str] | None = None) -> tuple[torch.nn.Module, Config]:
+    """(model in eval mode with the weights of checkpoints/last.pt, the run's resolved config). `overrides`
+    change the architecture where the weights allow it, e.g. ["model.iterations=8"] to evaluate at T_eval = 8
+    (the iterations hold no parameters)."""
     run = RunDirectory(run_dir)
-    config = run.config()
+    config = run.config(overrides)
     state = load_checkpoint(run.checkpoint)["model"]
     try:
         net = build_net(config, state["head.classifier.weight"].shape[0])

@@ -31,3 +31,10 @@ class MetricsLog:
     def write(self) -> None:
         with atomic_path(self.path) as tmp:
             self.frame().to_parquet(tmp, index=False)
+
+
+def final_value(path: Path, name: str = "miou") -> float:
+    """The value of metric `name` at its last step in a metrics.parquet (NaN when the metric is absent)."""
+    metrics = pd.read_parquet(path)
+    rows = metrics[metrics.name == name].sort_values("step")
+    return float(rows.value.iloc[-1]) if len(rows) else float("nan")

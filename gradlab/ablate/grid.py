@@ -1,0 +1,113 @@
+"""An ablation grid: axes of config values × seeds → one trial (a run directory) per resolved configuration.
+
+    axes = [parse_axis("model.kind=em,hem"), parse_axis("model.iterations=1,3,8")]
+    trials = expand("demo", axes, seeds=3)        # 18 trials, named kind-em_iterations-1_seed-0, ...
+
+Every trial's config is resolved and validated before anything runs, so a bad axis fails at once. Trials whose
+resolved configs coincide (EM ignores model.step_size: it resolves η to 1) are run once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gradlab.errors import ConfigError
+from gradlab.train.config import Config, key_fields, load_config, parse_value, to_flat_dict, to_toml
+
+QUICK_STEPS = 120
+QUICK_VAL = 64
+
+
+@dataclass(frozen=True)
+class Axis:
+    key: str
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Trial:
+    name: str
+    overrides: tuple[str, ...]  # the --set items that make this trial from the base config
+    config: Config = field(compare=False, repr=False)
+
+
+def parse_axis(text: str) -> Axis:
+    """"model.iterations=1,2,3" → Axis("model.iterations", (1, 2, 3)); values are TOML values or bare strings."""
+    name, sep, values = text.partition("=")
+    name = name.strip()
+    items = [v.strip() for v in values.split(",")]
+    if not sep or not name or not all(items):
+        raise ConfigError(f"--grid {text!r} is not KEY=V1,V2,... (e.g. --grid model.iterations=1,3,8)")
+    if name not in key_fields():
+        raise ConfigError(f"--grid {text!r}: unknown config key {name!r}; valid keys: {', '.join(key_fields())}")
+    values_ = tuple(parse_value(v) for v in items)
+    if len(set(map(repr, values_))) != len(values_):
+        raise ConfigError(f"--grid {text!r} repeats a value")
+    return Axis(name, values_)
+
+
+def expand(config: str | None, axes: Sequence[Axis], seeds: int = 1, overrides: Sequence[str] = (),
+           quick: bool = False) -> tuple[list[Trial], int]:
+    """(the trials in grid order, how many grid points were dropped as duplicates after resolution)."""
+    keys = [a.key for a in axes]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"--grid names a key twice: {', '.join(keys)}")
+    if "seed" in keys:
+        raise ConfigError("seed is not a grid axis: use --seeds N (seeds base, base+1, ...)")
+    if seeds < 1:
+        raise ConfigError(f"--seeds {seeds} is out of range: allowed >= 1")
+    base = load_config(config, list(overrides))
+    short = short_names(keys)
+    trials, seen, dropped = [], set(), 0
+    for values in itertools.product(*(a.values for a in axes)):
+        for s in range(base.seed, base.seed + seeds):
+            sets = [*overrides, *(f"{k}={_toml(v)}" for k, v in zip(keys, values)), f"seed={s}"]
+            resolved = load_config(config, sets)
+            if quick:
+                resolved = load_config(config, sets := [*sets, *quick_overrides(resolved)])
+            text = to_toml(resolved)
+            if text in seen:
+                dropped += 1
+                continue
+            seen.add(text)
+            flat = to_flat_dict(resolved)  # names show what ran (EM's η resolves to 1)
+            parts = [f"{short[k]}-{_safe(flat[k])}" for k in keys] + [f"seed-{s}"]
+            trials.append(Trial("_".join(parts), tuple(sets), resolved))
+    names = [t.name for t in trials]
+    if len(set(names)) != len(names):
+        raise ConfigError("two grid values give the same run-directory name after removing characters other than "
+                          "letters, digits, '.' and '-': make the values differ in those")
+    return trials, dropped
+
+
+def quick_overrides(config: Config) -> list[str]:
+    """A smoke-sized version of a trial: at most QUICK_STEPS steps, validated once at the end on QUICK_VAL scenes."""
+    steps = min(config.train.steps, QUICK_STEPS)
+    out = [f"train.steps={steps}", f"train.eval_every={steps}", f"train.checkpoint_every={steps}",
+           f"record.every={max(1, min(config.record.every, steps // 20))}"]
+    if config.data.source != "voc":
+        out.append(f"data.val_length={min(config.data.val_length, QUICK_VAL)}")
+    return out
+
+
+def short_names(keys: Sequence[str]) -> dict[str, str]:
+    """The last part of each key (model.iterations → iterations), or the whole key where two would clash."""
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: (s if last.count(s) == 1 else k.replace(".", "-")) for k, s in zip(keys, last)}
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def _safe(value: Any) -> str:
+    """A value as part of a folder name: letters, digits, '.', '-' only (a value like '../x' cannot escape)."""
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip(".-") or "x"

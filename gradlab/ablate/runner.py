@@ -1,0 +1,138 @@
+"""Run an ablation's trials, each as its own `gradlab train` process, `workers` at a time.
+
+A trial whose run directory is complete is skipped; one with a checkpoint is resumed (`train --resume`); one
+killed before its first checkpoint starts again. So killing `gradlab ablate` and running the same command again
+continues where it stopped. Each trial's output goes to OUT/logs/NAME.log; a failed trial is reported and the
+others go on. Children die with the parent (Linux: PR_SET_PDEATHSIG), so a killed ablation leaves no orphans.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from gradlab.ablate.grid import Trial
+from gradlab.errors import ConfigError
+from gradlab.train.config import to_toml
+from gradlab.train.metrics_log import final_value
+from gradlab.train.run_dir import RunDirectory
+
+
+@dataclass
+class Outcome:
+    trial: Trial
+    state: str  # "done", "skipped" (complete before this call) or "failed"
+    seconds: float = 0.0
+    message: str = ""
+
+
+def run_trials(trials: list[Trial], out: Path, config: str | None, workers: int = 1, threads: int | None = None,
+               progress: bool = True) -> list[Outcome]:
+    """Run (or skip, or resume) every trial into out/NAME; returns one Outcome per trial, in trial order."""
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    outcomes: dict[str, Outcome] = {}
+    todo = []
+    for trial in trials:
+        start = prepare(out / trial.name, trial)
+        if start == "complete":
+            outcomes[trial.name] = Outcome(trial, "skipped")
+        else:
+            todo.append((trial, start))
+    bar = tqdm(total=len(trials), initial=len(outcomes), desc="ablation", unit="run", disable=not progress,
+               dynamic_ncols=True)
+    running: dict[subprocess.Popen, tuple[Trial, float]] = {}
+    try:
+        while todo or running:
+            while todo and len(running) < workers:
+                trial, start = todo.pop(0)
+                running[_launch(trial, start, out, config, threads)] = (trial, time.monotonic())
+                bar.set_postfix_str(f"running {len(running)}")
+            time.sleep(0.2)
+            for proc in [p for p in running if p.poll() is not None]:
+                trial, began = running.pop(proc)
+                outcome = _finish(proc, trial, out, time.monotonic() - began)
+                outcomes[trial.name] = outcome
+                bar.write(_line(outcome, out))
+                bar.update(1)
+    finally:
+        for proc in running:
+            proc.terminate()
+        for proc in running:
+            proc.wait()
+        bar.close()
+    return [outcomes[t.name] for t in trials]
+
+
+def prepare(run_dir: Path, trial: Trial) -> str:
+    """"complete", "resume" or "fresh"; a trial directory without a checkpoint is cleared for a fresh start."""
+    run = RunDirectory(run_dir)
+    if run.config_path.is_file() and run.config_path.read_text() != to_toml(trial.config):
+        raise ConfigError(f"{run_dir} holds a run with another config than trial {trial.name}: move it away "
+                          "or choose another --out")
+    if run.complete:
+        return "complete"
+    if run.checkpoint.is_file():
+        return "resume"
+    if run_dir.exists():
+        if any(run_dir.iterdir()) and not run.config_path.is_file():
+            raise ConfigError(f"{run_dir} is in the way of trial {trial.name} and is not a run directory: move it")
+        shutil.rmtree(run_dir)  # killed before its first checkpoint: nothing to keep
+    return "fresh"
+
+
+def command(trial: Trial, start: str, run_dir: Path, config: str | None) -> list[str]:
+    cmd = [sys.executable, "-m", "gradlab", "train", "--quiet", "--out", str(run_dir)]
+    if start == "resume":
+        return [*cmd, "--resume"]
+    return [*cmd, *([config] if config else []), *(a for item in trial.overrides for a in ("--set", item))]
+
+
+def _launch(trial: Trial, start: str, out: Path, config: str | None, threads: int) -> subprocess.Popen:
+    log = out / "logs" / f"{trial.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    with open(log, "a") as stream:
+        stream.write(f"$ {' '.join(command(trial, start, out / trial.name, config))}\n")
+        stream.flush()
+        return subprocess.Popen(command(trial, start, out / trial.name, config), stdout=stream,
+                                stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent,
+                                stdin=subprocess.DEVNULL)
+
+
+# resolved here, not in the forked child (no dynamic loading between fork and exec)
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: receive SIGKILL when the parent dies (Linux; elsewhere a no-op)."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
+def _finish(proc: subprocess.Popen, trial: Trial, out: Path, seconds: float) -> Outcome:
+    if proc.returncode == 0 and RunDirectory(out / trial.name).complete:
+        return Outcome(trial, "done", seconds)
+    return Outcome(trial, "failed", seconds, _last_line(out / "logs" / f"{trial.name}.log", proc.returncode))
+
+
+def _last_line(log: Path, returncode: int) -> str:
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    tail = lines[-1] if lines and not lines[-1].startswith("$ ") else f"exit status {returncode}"
+    return f"{tail} (log: {log})"
+
+
+def _line(outcome: Outcome, out: Path) -> str:
+    name = outcome.trial.name
+    if outcome.state == "failed":
+        return f"failed {name}: {outcome.message}"
+    miou = final_value(out / name / "metrics.parquet", "miou")
+    return f"done   {name}: val mIoU {miou:.3f} ({outcome.seconds:.0f} s)"

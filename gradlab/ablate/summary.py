@@ -1,0 +1,92 @@
+"""What an ablation found: per grid point (seeds pooled) the final val mIoU, the decades of decay of grad/x and
+grad/mu (MATH.md §7) with bootstrap CIs over seeds, and the regime of each seed's run; as a table and a figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gradlab.analysis import compare, load_metrics, load_runs, regime
+from gradlab.plots.style import HUE_FORMATS
+
+QUANTITIES = ("grad/x", "grad/mu")
+
+
+def summarize_ablation(run_dirs: Sequence[Path], by: Sequence[str], fraction: float = 0.1) -> pd.DataFrame:
+    """One row per (`by` values, layer): `runs`, `miou` and, per quantity q, `q decades` with `_low` / `_high`
+    (95% bootstrap CI over seeds), then `regimes` ("healthy 3/3"). Metrics over the last `fraction` of steps."""
+    by = list(by)
+    records, metrics = load_runs(run_dirs), load_metrics(run_dirs)
+    table = None
+    for quantity in QUANTITIES:
+        c = compare(records, by=by, quantity=quantity, metric="decades", metrics=metrics, fraction=fraction)
+        c = c.rename(columns={"estimate": f"{quantity} decades", "ci_low": f"{quantity} decades_low",
+                              "ci_high": f"{quantity} decades_high"})
+        keep = [*by, "layer", f"{quantity} decades", f"{quantity} decades_low", f"{quantity} decades_high"]
+        if table is None:
+            table = c[[*by, "layer", "runs", "miou", "miou_ci_low", "miou_ci_high", *keep[len(by) + 1:]]]
+        else:
+            table = table.merge(c[keep], on=[*by, "layer"], how="left")
+    table = table.rename(columns={"miou_ci_low": "miou_low", "miou_ci_high": "miou_high"})
+    return table.merge(regime_counts(records, by, fraction), on=[*by, "layer"], how="left")
+
+
+def regime_counts(records: pd.DataFrame, by: list[str], fraction: float) -> pd.DataFrame:
+    """Per (`by`, layer): how many runs ended in each regime, most common first ("healthy 2/3, collapse 1/3")."""
+    verdicts = regime(records, fraction=fraction)
+    configs = records[["run", *by]].drop_duplicates("run")
+    verdicts = verdicts.astype({"run": object}).merge(configs.astype({"run": object}), on="run")
+    rows = []
+    for key, g in verdicts.groupby([*by, "layer"], observed=True, sort=True):
+        counts = g["regime"].value_counts()
+        text = ", ".join(f"{name} {n}/{len(g)}" for name, n in counts.items())
+        rows.append(dict(zip([*by, "layer"], key)) | {"regimes": text})
+    return pd.DataFrame(rows)
+
+
+def setting_label(row: pd.Series, keys: Sequence[str]) -> str:
+    """"EM", "HEM η = 0.5", "HEM η = 0.5, τ = 0.1": the row's values of `keys` (EM's η is always 1: left out)."""
+    parts = []
+    for k in keys:
+        if k == "model.step_size" and str(row.get("model.kind", "")).lower() == "em":
+            continue
+        parts.append(str(row[k]).upper() if k == "model.kind" else HUE_FORMATS.get(k, f"{k} = {{}}").format(row[k]))
+    return " ".join(parts) if "model.kind" in keys else ", ".join(parts)
+
+
+def panel_frame(table: pd.DataFrame, x: str, keys: Sequence[str]) -> pd.DataFrame:
+    """The summary in the long form of `gradlab.plots.ablation_panel`: metric, estimate, CI, x, setting."""
+    hue_keys = [k for k in keys if k != x]
+    settings = table.apply(setting_label, axis=1, keys=hue_keys) if hue_keys else pd.Series("all", table.index)
+    rows = []
+    for metric, column in [("miou", "miou"), *((f"{q} decades", f"{q} decades") for q in QUANTITIES)]:
+        rows.append(pd.DataFrame({"metric": metric, "estimate": table[column], "ci_low": table[f"{column}_low"],
+                                  "ci_high": table[f"{column}_high"], x: table[x], "setting": settings}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def to_markdown(table: pd.DataFrame, by: Sequence[str]) -> str:
+    """The summary as a Markdown table: estimates with [CI] per grid point."""
+    head = [*by, "seeds", "val mIoU", *(f"{q} decades" for q in QUANTITIES), "regimes (runs)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in table.iterrows():
+        cells = [_value(r[k]) for k in by] + [str(int(r["runs"])), _ci(r, "miou", 3)]
+        cells += [_ci(r, f"{q} decades", 2) for q in QUANTITIES] + [str(r.get("regimes", ""))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _ci(row: pd.Series, column: str, digits: int) -> str:
+    est, low, high = row[column], row[f"{column}_low"], row[f"{column}_high"]
+    if not np.isfinite(est):
+        return "n/a"
+    bounds = f" [{low:.{digits}f}, {high:.{digits}f}]" if np.isfinite(low) and np.isfinite(high) else ""
+    return f"{est:.{digits}f}{bounds}"
+
+
+def _value(v) -> str:
+    return f"{v:g}" if isinstance(v, float | np.floating) else str(v)

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from gradlab.ablate import parse_axis, run_ablation
+from gradlab.ablate.ablation import MANIFEST, claim
+from gradlab.errors import ConfigError
+from gradlab.train import RunDirectory
+from tests.train.conftest import TINY
+
+
+def test_ablation_runs_every_trial_summarises_and_a_rerun_skips_them(tmp_path):
+    axes = [parse_axis("model.kind=em,hem"), parse_axis("model.iterations=1,2")]
+    result = run_ablation("demo", axes, 1, tmp_path, overrides=TINY, workers=2, progress=False)
+    assert [o.state for o in result.outcomes] == ["done"] * 4
+    assert all(RunDirectory(tmp_path / t.name).complete for t in result.trials)
+    table = pd.read_csv(tmp_path / "summary.csv")
+    assert len(table) == 4 and set(table["runs"]) == {1}
+    assert table.loc[table["model.iterations"] == 1, "regimes"].str.startswith("one_step").all()
+    assert (tmp_path / "summary.md").read_text().count("\n") == 6
+    assert (tmp_path / "ablation.png").stat().st_size > 0
+    assert result.report is not None and result.report.is_file()
+
+    again = run_ablation("demo", axes, 1, tmp_path, overrides=TINY, workers=2, progress=False, report=False)
+    assert [o.state for o in again.outcomes] == ["skipped"] * 4
+    for t in result.trials:  # each trial was launched once
+        assert (tmp_path / "logs" / f"{t.name}.log").read_text().count("$ ") == 1
+
+
+def test_a_failed_trial_is_reported_and_the_others_still_run(tmp_path):
+    axes = [parse_axis("data.source=digits,idx")]
+    result = run_ablation("demo", axes, 1, tmp_path, overrides=[*TINY, "data.root=/nonexistent-idx"],
+                          progress=False, report=False)
+    assert [o.state for o in result.outcomes] == ["done", "failed"]
+    assert "/nonexistent-idx" in result.failed[0].message and "logs" in result.failed[0].message
+    assert len(result.summary) == 1
+
+
+def test_an_output_folder_holds_one_ablation(tmp_path):
+    claim(tmp_path / "a", {"grid": {"model.iterations": [1, 2]}, "seeds": 1})
+    with pytest.raises(ConfigError, match=r"holds another ablation \(grid differ"):
+        claim(tmp_path / "a", {"grid": {"model.iterations": [1, 3]}, "seeds": 1})
+    claim(tmp_path / "a", {"grid": {"model.iterations": [1, 2]}, "seeds": 1})  # the same one: continue
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "x").write_text("")
+    with pytest.raises(ConfigError, match="holds no ablation.json"):
+        claim(tmp_path / "b", {})
+    assert json.loads((tmp_path / "a" / MANIFEST).read_text())["seeds"] == 1
+
+
+def _processes_writing_to(folder: Path) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(folder) in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; children die with the parent on Linux")
+def test_killed_ablation_continues_where_it_stopped(tmp_path):
+    out = tmp_path / "abl"
+    sets = [a for item in TINY for a in ("--set", item)]
+    cmd = [sys.executable, "-m", "gradlab", "ablate", "demo", "--grid", "model.iterations=1,2,3", "--out", str(out),
+           "--no-report", *sets]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = RunDirectory(out / "iterations-1_seed-0")
+    deadline = time.monotonic() + 120
+    while not first.complete and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert first.complete
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while _processes_writing_to(out) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_writing_to(out) == []  # the running trial died with its parent
+
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    for name in ("iterations-1_seed-0", "iterations-2_seed-0", "iterations-3_seed-0"):
+        assert RunDirectory(out / name).complete
+    assert (out / "logs" / "iterations-1_seed-0.log").read_text().count("$ ") == 1  # not redone

@@ -1,0 +1,58 @@
+"""The studies in analyses/: every grid is valid over configs/ablation.toml, and a study runs end to end."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from gradlab.ablate import expand, parse_axis
+from tests.train.conftest import TINY
+
+ANALYSES = Path(__file__).resolve().parents[1] / "analyses"
+STUDIES = {"t_train": 108, "step_size": 15, "grad_mode": 18, "scale_128": 8, "scale_fashion": 12}
+
+
+@pytest.fixture(scope="module")
+def studies():
+    sys.path.insert(0, str(ANALYSES))
+    try:
+        yield {name: importlib.import_module(name) for name in [*STUDIES, "_study", "t_eval"]}
+    finally:
+        sys.path.remove(str(ANALYSES))
+
+
+@pytest.mark.parametrize("name", list(STUDIES))
+def test_study_grid_expands_to_the_documented_runs(studies, name):
+    import _study
+
+    seeds = 2 if name == "scale_128" else 3
+    overrides = {"step_size": ["model.iterations=5"], "grad_mode": ["model.iterations=5"],
+                 "scale_128": ["data.size=128"], "scale_fashion": ["data.source=idx"]}.get(name, [])
+    trials, _ = expand(_study.BASE, [parse_axis(a) for a in studies[name].GRID], seeds, overrides)
+    assert len(trials) == STUDIES[name]
+    assert f"python analyses/{name}.py" in studies[name].__doc__
+
+
+def test_step_size_study_and_t_eval_run_end_to_end(studies, tmp_path, capsys):
+    import _study
+
+    sets = [a for item in [*TINY, "model.iterations=3"] for a in ("--set", item)]
+    study = studies["step_size"]
+    argv = ["--seeds", "1", "--workers", "2", "--out", str(tmp_path / "eta"), *sets]
+    assert _study.main("step_size", study.__doc__, study.GRID, overrides=["model.iterations=5"],
+                       after=study.objective, argv=argv) == 0
+    table = pd.read_csv(tmp_path / "eta" / "summary.csv")
+    assert sorted(table["model.step_size"]) == [0.1, 0.25, 0.5, 0.75, 1.0]
+    assert (tmp_path / "eta" / "objective.png").stat().st_size > 0
+    assert "step_size: 5 runs, 0 failed" in capsys.readouterr().out
+
+    assert studies["t_eval"].main(["--runs", str(tmp_path / "eta"), "--t-eval", "1,4",
+                                   "--out", str(tmp_path / "te")]) == 0
+    t_eval = pd.read_csv(tmp_path / "te" / "t_eval.csv")
+    assert len(t_eval) == 10 and set(t_eval["T_eval"]) == {1, 4} and set(t_eval["T_train"]) == {3}
+    assert t_eval["miou"].between(0, 1).all()
+    assert (tmp_path / "te" / "t_eval.png").stat().st_size > 0
