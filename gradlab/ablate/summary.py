@@ -18,7 +18,8 @@ QUANTITIES = ("grad/x", "grad/mu")
 
 def summarize_ablation(run_dirs: Sequence[Path], by: Sequence[str], fraction: float = 0.1) -> pd.DataFrame:
     """One row per (`by` values, layer): `runs`, `miou` and, per quantity q, `q decades` with `_low` / `_high`
-    (95% bootstrap CI over seeds), then `regimes` ("healthy 3/3"). Metrics over the last `fraction` of steps."""
+    (95% bootstrap CI over seeds), then `regimes` ("healthy 3/3"), `similarity` and `entropy_ratio`. Metrics
+    over the last `fraction` of steps."""
     by = list(by)
     records, metrics = load_runs(run_dirs), load_metrics(run_dirs)
     table = None
@@ -36,7 +37,8 @@ def summarize_ablation(run_dirs: Sequence[Path], by: Sequence[str], fraction: fl
 
 
 def regime_counts(records: pd.DataFrame, by: list[str], fraction: float) -> pd.DataFrame:
-    """Per (`by`, layer): how many runs ended in each regime, most common first ("healthy 2/3, collapse 1/3")."""
+    """Per (`by`, layer): how many runs ended in each regime, most common first ("healthy 2/3, collapse 1/3"), and
+    the evidence averaged over runs: bases similarity and attention entropy H / ln K (MATH.md §6)."""
     verdicts = regime(records, fraction=fraction)
     configs = records[["run", *by]].drop_duplicates("run")
     verdicts = verdicts.astype({"run": object}).merge(configs.astype({"run": object}), on="run")
@@ -44,7 +46,8 @@ def regime_counts(records: pd.DataFrame, by: list[str], fraction: float) -> pd.D
     for key, g in verdicts.groupby([*by, "layer"], observed=True, sort=True):
         counts = g["regime"].value_counts()
         text = ", ".join(f"{name} {n}/{len(g)}" for name, n in counts.items())
-        rows.append(dict(zip([*by, "layer"], key)) | {"regimes": text})
+        rows.append(dict(zip([*by, "layer"], key)) | {"regimes": text, "similarity": g["similarity"].mean(),
+                                                      "entropy_ratio": g["entropy_ratio"].mean()})
     return pd.DataFrame(rows)
 
 
@@ -71,11 +74,13 @@ def panel_frame(table: pd.DataFrame, x: str, keys: Sequence[str]) -> pd.DataFram
 
 def to_markdown(table: pd.DataFrame, by: Sequence[str]) -> str:
     """The summary as a Markdown table: estimates with [CI] per grid point."""
-    head = [*by, "seeds", "val mIoU", *(f"{q} decades" for q in QUANTITIES), "regimes (runs)"]
+    head = [*by, "seeds", "val mIoU", *(f"{q} decades" for q in QUANTITIES), "bases sim.", "H / ln K",
+            "regimes (runs)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
         cells = [_value(r[k]) for k in by] + [str(int(r["runs"])), _ci(r, "miou", 3)]
-        cells += [_ci(r, f"{q} decades", 2) for q in QUANTITIES] + [str(r.get("regimes", ""))]
+        cells += [_ci(r, f"{q} decades", 2) for q in QUANTITIES]
+        cells += [f"{r['similarity']:.2f}", f"{r['entropy_ratio']:.2f}", str(r["regimes"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
