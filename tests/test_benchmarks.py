@@ -16,6 +16,7 @@ SCRIPTS = {
     "analysis_scale": "peak decay MB",
     "hem_vs_em": "HEM saved MB",
     "em_layer_speed": "layer/ref",
+    "kill_resume": "rows checked",  # 2 trials of a 12-step run killed and resumed (~15-25 s on 2 cores)
 }
 
 

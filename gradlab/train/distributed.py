@@ -1,14 +1,34 @@
-"""torchrun integration: process group set-up from the environment, rank helpers, a parameter check."""
+"""torchrun integration: process group set-up from the environment, rank helpers, a parameter check, and the
+one-line error when another rank is lost.
+
+A rank that dies (SIGKILL, out of memory, a lost node) closes its sockets: the others' next collective fails
+at once with gloo's "Connection reset by peer" / "Connection closed by peer". A rank that hangs (stopped,
+deadlocked) is noticed when a collective has waited `GRADLAB_DIST_TIMEOUT` seconds (default 120). Either
+way `lost_peers` turns the backend's error into a `LostPeerError` that says which rank lost contact.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import math
 import os
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from gradlab.errors import ConfigError, GradlabError
+
+TIMEOUT_ENV = "GRADLAB_DIST_TIMEOUT"
+DEFAULT_TIMEOUT_S = 120.0
+
+
+class LostPeerError(GradlabError):
+    """Another rank of a distributed run died or stopped answering: the run stops (resume it)."""
 
 
 @dataclass(frozen=True)
@@ -27,21 +47,67 @@ class Context:
         return self.world > 1
 
 
-def setup(device: str = "auto", timeout_s: float = 120.0) -> Context:
-    """Join the process group torchrun describes (WORLD_SIZE > 1): gloo on CPU, nccl on CUDA."""
+def setup(device: str = "auto", timeout_s: float | None = None) -> Context:
+    """Join the process group torchrun describes (WORLD_SIZE > 1): gloo on CPU, nccl on CUDA. A collective
+    (and the rendezvous) fails after `timeout_s` seconds without an answer (default: $GRADLAB_DIST_TIMEOUT,
+    else 120)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = device == "cuda" or device == "auto" and torch.cuda.is_available()
     if device == "cuda" and not torch.cuda.is_available():
-        from gradlab.errors import ConfigError
-
         raise ConfigError("train.device='cuda' but no CUDA device is available: use train.device=cpu or auto")
+    timeout_s = timeout_from_env() if timeout_s is None else timeout_s
     dev = torch.device(f"cuda:{local}") if use_cuda else torch.device("cpu")
     if world > 1 and not dist.is_initialized():
         if use_cuda:
             torch.cuda.set_device(dev)
         dist.init_process_group("nccl" if use_cuda else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
     return Context(rank, world, local, dev)
+
+
+def timeout_from_env() -> float:
+    """$GRADLAB_DIST_TIMEOUT in seconds (a positive number), else 120."""
+    text = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{TIMEOUT_ENV}={text!r} is not a positive number of seconds (e.g. {TIMEOUT_ENV}=300)")
+    return value
+
+
+_BACKEND = re.compile(r"gloo|nccl|ProcessGroup|c10d", re.IGNORECASE)
+_SOURCE = re.compile(r"\[[^\]]*\.(?:cc|cpp|h|hpp):\d+\]\s*")  # "[.../gloo/transport/tcp/pair.cc:537] "
+
+
+def lost_peer(err: BaseException, ctx: Context) -> LostPeerError | None:
+    """The one-line error for a collective that failed because another rank is gone (None for other errors)."""
+    if not ctx.distributed or not isinstance(err, RuntimeError):
+        return None
+    text = str(err)
+    if not (isinstance(err, dist.DistError) or _BACKEND.search(text)):
+        return None
+    detail = _SOURCE.sub("", text.strip().splitlines()[0] if text.strip() else type(err).__name__)
+    detail = detail.split(" This is typically caused")[0].rstrip(". ")
+    detail = detail if len(detail) <= 160 else detail[:157] + "..."
+    peer = f"rank {1 - ctx.rank}" if ctx.world == 2 else f"another of the {ctx.world} ranks"
+    return LostPeerError(f"rank {ctx.rank}: lost contact with {peer} ({detail}): the distributed run stopped; "
+                         "resume it with --resume")
+
+
+@contextlib.contextmanager
+def lost_peers(ctx: Context) -> Iterator[None]:
+    """Re-raise a backend error caused by a lost rank as a one-line `LostPeerError`; other errors pass."""
+    try:
+        yield
+    except RuntimeError as err:
+        lost = lost_peer(err, ctx)
+        if lost is None:
+            raise
+        raise lost from err
 
 
 def teardown(wait_for_all: bool = True) -> None:

@@ -38,11 +38,13 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress
     """Train one model into `run_dir` (resuming from its last checkpoint when `resume`)."""
     ctx = distributed.setup(config.train.device)
     try:
-        run = _train(config, RunDirectory(run_dir), resume, progress, ctx)
+        with distributed.lost_peers(ctx):  # a dead or hung rank: one line, not gloo's traceback
+            run = _train(config, RunDirectory(run_dir), resume, progress, ctx)
     except BaseException:
         distributed.teardown(wait_for_all=False)
         raise
-    distributed.teardown()
+    with distributed.lost_peers(ctx):
+        distributed.teardown()
     return run
 
 
@@ -79,15 +81,16 @@ def _train(config: Config, run: RunDirectory, resume: bool, progress: bool, ctx:
                           lr=config.train.lr, momentum=config.train.momentum)
     for group in opt.param_groups:
         group["initial_lr"] = group["lr"]
-    start = _restore(run, net, opt) if resume else 0
-    if not resume and ctx.main:
-        run.create(config, run_meta(config, ctx.device, ctx.world))
+    # the batch size against the split: its ConfigError must come before the run directory is written
+    StepBatches(len(train_set), config.train.batch_size, 1, config.seed, 0, ctx.rank, ctx.world)
+    start = _start(config, run, net, opt, resume, ctx)
     model = _wrap(net, config, ctx)
     loaders = _loaders(config, train_set, val_set, start, ctx)
     metrics = MetricsLog(run.metrics_path, start)
     rec = _recorder(config, model, run, start, ctx)
     try:
-        _loop(config, model, net, opt, loaders, metrics, rec, run, start, progress, ctx)
+        with distributed.lost_peers(ctx):  # so that meta.json's error is the one-line message too
+            _loop(config, model, net, opt, loaders, metrics, rec, run, start, progress, ctx)
     except Exception as err:
         if ctx.main and run.meta().get("status") == "running":
             run.update_meta(status="failed", error=f"{type(err).__name__}: {err}")
@@ -100,6 +103,19 @@ def _train(config: Config, run: RunDirectory, resume: bool, progress: bool, ctx:
         run.update_meta(status="complete", steps=config.train.steps, ranks_agree=agree,
                         finished=run_meta(config, ctx.device, ctx.world)["started"])
     return run
+
+
+def _start(config: Config, run: RunDirectory, net, opt, resume: bool, ctx: distributed.Context) -> int:
+    """The first step: the checkpoint's when resuming, else 0 in a new run directory. A run killed before its
+    first checkpoint has nothing to resume from (and its folder is not empty): `resume` starts it over from
+    step 0 in the same directory; rows it had recorded are superseded by the new ones (`load_records`)."""
+    if resume and (run.checkpoint.is_file() or not run.config_path.is_file()):
+        return _restore(run, net, opt)
+    if ctx.main and resume:
+        run.write_meta({**run_meta(config, ctx.device, ctx.world), "status": "running"})
+    elif ctx.main:
+        run.create(config, run_meta(config, ctx.device, ctx.world))
+    return 0
 
 
 def _restore(run: RunDirectory, net, opt) -> int:

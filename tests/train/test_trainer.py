@@ -77,6 +77,32 @@ def test_resume_equals_a_straight_run(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(ma, mb, rtol=1e-6)
 
 
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0(tmp_path, monkeypatch):
+    """Killed after some records were flushed but before the first checkpoint: --resume used to refuse (no
+    checkpoint) while a fresh start refused the non-empty folder. It now starts over in the same directory."""
+    straight = train(tiny_config(), tmp_path / "straight", progress=False)
+
+    def die(*args):
+        raise Killed
+
+    monkeypatch.setattr(trainer_module, "_checkpoint", die)
+    with pytest.raises(Killed):
+        train(tiny_config(), tmp_path / "killed", progress=False)
+    monkeypatch.undo()
+    killed = gradlab.train.RunDirectory(tmp_path / "killed")
+    assert not killed.checkpoint.exists() and list((killed.path / "records").glob("part-*.parquet"))
+    (killed.path / "meta.json").unlink()  # killed while the meta was being written, too
+    resumed = train(killed.config(), killed.path, resume=True, progress=False)
+
+    assert json.loads(resumed.meta_path.read_text())["status"] == "complete"
+    assert torch.load(resumed.checkpoint, weights_only=True)["step"] == 6
+    ra, rb = (gradlab.load_records(r.path).query("quantity != 'step_time'").drop(columns="run")
+              for r in (straight, resumed))
+    pd.testing.assert_frame_equal(ra.reset_index(drop=True), rb.reset_index(drop=True), rtol=1e-6)
+    ma, mb = (pd.read_parquet(r.metrics_path) for r in (straight, resumed))
+    pd.testing.assert_frame_equal(ma, mb, rtol=1e-6)
+
+
 class NaNImages(torch.utils.data.Dataset):
     def __init__(self, base):
         self.base, self.num_classes = base, base.num_classes
