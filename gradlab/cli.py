@@ -96,10 +96,18 @@ def _warnings_on_stderr() -> Iterator[None]:
                 print(f"gradlab: warning: {message}", file=sys.stderr)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors (an unknown option, `--seeds abc`) as one line and exit status 2, like every other error."""
+
+    def error(self, message: str):
+        print(f"gradlab: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from gradlab.train.config import describe_keys
 
-    parser = argparse.ArgumentParser(prog="gradlab", description="Gradient-flow diagnostics for unrolled EM / HEM.")
+    parser = _Parser(prog="gradlab", description="Gradient-flow diagnostics for unrolled EM / HEM.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="train an EM and an HEM model briefly and compare their gradient decay")

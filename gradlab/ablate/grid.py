@@ -9,18 +9,19 @@ resolved configs coincide (EM ignores model.step_size: it resolves η to 1) are 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from gradlab.errors import ConfigError
-from gradlab.train.config import Config, key_fields, load_config, parse_value, to_flat_dict, to_toml
+from gradlab.train.config import Config, key_fields, load_config, parse_value, to_flat_dict, to_toml, toml_value
 
 QUICK_STEPS = 120
 QUICK_VAL = 64
+PART_CHARS = 40  # a grid value's share of a run-directory name
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def expand(config: str | None, axes: Sequence[Axis], seeds: int = 1, overrides: 
     trials, seen, dropped = [], set(), 0
     for values in itertools.product(*(a.values for a in axes)):
         for s in range(base.seed, base.seed + seeds):
-            sets = [*overrides, *(f"{k}={_toml(v)}" for k, v in zip(keys, values)), f"seed={s}"]
+            sets = [*overrides, *(f"{k}={toml_value(v)}" for k, v in zip(keys, values)), f"seed={s}"]
             resolved = load_config(config, sets)
             if quick:
                 resolved = load_config(config, sets := [*sets, *quick_overrides(resolved)])
@@ -77,7 +78,7 @@ def expand(config: str | None, axes: Sequence[Axis], seeds: int = 1, overrides: 
             seen.add(text)
             flat = to_flat_dict(resolved)  # names show what ran (EM's η resolves to 1)
             parts = [f"{short[k]}-{_safe(flat[k])}" for k in keys] + [f"seed-{s}"]
-            trials.append(Trial("_".join(parts), tuple(sets), resolved))
+            trials.append(Trial(_capped("_".join(parts)), tuple(sets), resolved))
     names = [t.name for t in trials]
     if len(set(names)) != len(names):
         raise ConfigError("two grid values give the same run-directory name after removing characters other than "
@@ -101,13 +102,16 @@ def short_names(keys: Sequence[str]) -> dict[str, str]:
     return {k: (s if last.count(s) == 1 else k.replace(".", "-")) for k, s in zip(keys, last)}
 
 
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return json.dumps(value) if isinstance(value, str) else repr(value)
+def _capped(name: str, limit: int = 200) -> str:
+    """A run-directory name within `limit` characters (file names may have 255 bytes): start + hash."""
+    return name if len(name) <= limit else f"{name[:limit - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
 def _safe(value: Any) -> str:
-    """A value as part of a folder name: letters, digits, '.', '-' only (a value like '../x' cannot escape)."""
+    """A value as part of a folder name: letters, digits, '.', '-' only (a value like '../x' cannot escape), at
+    most PART_CHARS characters (a longer one keeps its start and a hash of the whole value)."""
     text = str(value).lower() if isinstance(value, bool) else str(value)
-    return re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip(".-") or "x"
+    safe = re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip(".-") or "x"
+    if len(safe) > PART_CHARS:
+        safe = f"{safe[:PART_CHARS - 9]}-{hashlib.sha1(text.encode('utf-8', 'replace')).hexdigest()[:8]}"
+    return safe

@@ -92,7 +92,9 @@ def load_records(paths: str | os.PathLike | list) -> pd.DataFrame:
     for path in paths:
         for part in part_files(path):
             try:
-                tables.append(pq.read_table(part, schema=SCHEMA))
+                table = pq.read_table(part, schema=SCHEMA)
+                table.validate(full=True)  # a damaged page can decode to invalid UTF-8 without an error
+                tables.append(table)
             except (pa.ArrowException, OSError) as err:
                 warnings.warn(f"skipping unreadable records part {part}: {err}", stacklevel=2)
     if not tables:

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gradlab.errors import ConfigError
+from gradlab.errors import ConfigError, torch_load_reason
 
 # An ImageNet classifier that a backbone (which has none) drops silently: torchvision state_dicts carry `fc.*`.
 CLASSIFIER_PREFIXES = ("fc.",)
@@ -29,9 +29,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(
-            f"pretrained={str(path)!r} cannot be read as a state_dict with weights_only=True: {first_line}"
+            f"pretrained={str(path)!r} cannot be read as a state_dict with weights_only=True: {torch_load_reason(e)}"
         ) from e
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConfigError(

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from gradlab.atomic import atomic_path
-from gradlab.errors import GradlabError
+from gradlab.errors import GradlabError, torch_load_reason
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
@@ -24,7 +24,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for truncated or foreign files
-        raise GradlabError(f"checkpoint {path} cannot be read ({type(err).__name__}): {err}") from None
+        raise GradlabError(f"checkpoint {path} cannot be read ({type(err).__name__}): {torch_load_reason(err)}") \
+            from None
 
 
 def rng_state() -> dict[str, Any]:

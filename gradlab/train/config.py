@@ -6,7 +6,6 @@ Every key has a default, a type, an allowed range and a line of help; `gradlab t
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -130,10 +129,21 @@ def set_key(config: Config, dotted: str, value: Any) -> None:
     holder, f = table[dotted]
     if not _type_ok(f, value):
         raise ConfigError(f"{dotted}={value!r} has the wrong type: expected {f.type}")
+    if isinstance(value, str) and not _encodable(value):
+        raise ConfigError(f"{dotted}={value!r} is not valid text (undecodable bytes): give UTF-8 text")
     check = f.metadata["check"]
     if check is not None and not check(value):
         raise ConfigError(f"{dotted}={value!r} is out of range: allowed {f.metadata['allowed']}")
     setattr(holder, f.name, float(value) if f.type == "float" else value)
+
+
+def _encodable(text: str) -> bool:
+    """False for a string holding lone surrogates (undecodable command-line bytes): no file can hold it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_value(text: str) -> Any:
@@ -155,8 +165,9 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
 
 def from_dict(data: dict[str, Any]) -> Config:
     config = Config()
+    sections = {f.name for f in fields(config) if dataclasses.is_dataclass(getattr(config, f.name))}
     for name, value in data.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and name in sections:  # `seed = {}` is a wrong type, not an empty section
             for sub, v in value.items():
                 set_key(config, f"{name}.{sub}", v)
         else:
@@ -175,9 +186,11 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
             names = ", ".join(p.stem for p in sorted(PRESETS.glob("*.toml")))
             raise ConfigError(f"no config file {str(source)!r}: give a TOML path or a preset ({names})")
         try:
-            config = from_dict(tomllib.loads(path.read_text()))
-        except tomllib.TOMLDecodeError as err:
+            config = from_dict(tomllib.loads(path.read_text(encoding="utf-8")))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
             raise ConfigError(f"{path} is not valid TOML: {err}") from None
+        except OSError as err:
+            raise ConfigError(f"config file {path} cannot be read: {err.strerror or err}") from None
     return validate(apply_overrides(config, overrides or []))
 
 
@@ -202,7 +215,7 @@ def to_toml(config: Config) -> str:
     """The resolved config as TOML (what a run directory's config.toml holds)."""
     top, tables = [], []
     for dotted, (holder, f) in key_fields(config).items():
-        line = f"{f.name} = {_toml_value(getattr(holder, f.name))}"
+        line = f"{f.name} = {toml_value(getattr(holder, f.name))}"
         if "." in dotted:
             section = dotted.split(".")[0]
             if not tables or tables[-1][0] != section:
@@ -214,12 +227,28 @@ def to_toml(config: Config) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-def _toml_value(v: Any) -> str:
+def toml_value(v: Any) -> str:
+    """A value as TOML text (what config.toml and `--set` read back as the same value)."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
-        return json.dumps(v)
+        return _toml_string(v)
     return repr(v)
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string in ASCII: quote, backslash, control characters (DEL included) and every non-ASCII
+    character escaped as \\uXXXX or \\UXXXXXXXX (json.dumps would write a surrogate pair, which TOML refuses)."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif code < 0x20 or code >= 0x7F:
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def to_flat_dict(config: Config) -> dict[str, Any]:
@@ -232,5 +261,5 @@ def describe_keys() -> str:
     lines = []
     for dotted, (holder, f) in key_fields().items():
         allowed = f" [{f.metadata['allowed']}]" if f.metadata["allowed"] else ""
-        lines.append(f"  {dotted:<24} {_toml_value(getattr(holder, f.name)):<10} {f.metadata['help']}{allowed}")
+        lines.append(f"  {dotted:<24} {toml_value(getattr(holder, f.name)):<10} {f.metadata['help']}{allowed}")
     return "\n".join(lines)

@@ -137,3 +137,38 @@ def test_nonfinite_skip_drops_the_updates(tmp_path, monkeypatch):
     metrics = pd.read_parquet(run.metrics_path)
     assert (metrics.name == "nonfinite").sum() == 6
     assert json.loads(run.meta_path.read_text())["status"] == "complete"
+
+
+class NaNAtStep(torch.utils.data.Dataset):
+    """The training scenes, with NaN images in the batch of one step (and nowhere else)."""
+
+    def __init__(self, base, indices):
+        self.base, self.indices, self.num_classes = base, set(indices), base.num_classes
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        image, mask = self.base[i]
+        return (image * float("nan") if i in self.indices else image), mask
+
+
+def test_nonfinite_at_a_later_step_is_recorded_there_kept_out_of_the_checkpoint_and_flagged_in_the_report(
+        tmp_path, monkeypatch):
+    from gradlab.report import build_report
+    from gradlab.train.sampler import StepBatches
+
+    config = tiny_config()  # 6 steps, a checkpoint every 3
+    real = trainer_module.build_data
+    step4 = list(StepBatches(config.data.train_length, config.train.batch_size, config.train.steps, config.seed))[4]
+    monkeypatch.setattr(trainer_module, "build_data", lambda c: (NaNAtStep(real(c)[0], step4), real(c)[1]))
+    with pytest.raises(NonFiniteError, match="non-finite loss at step 4"):
+        train(config, tmp_path / "run", progress=False)
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["step"] == 3
+    records = gradlab.load_records(tmp_path / "run")
+    bad = records[records.status == "nonfinite"]
+    assert set(bad.step) == {4} and {"loss", "grad/x"} <= set(bad.quantity)
+    assert (records[records.step < 4].status.isin(["ok", "no_grad"])).all()
+    with pytest.warns(UserWarning, match="did not finish .*status: stopped"):
+        report = build_report([tmp_path / "run"], tmp_path / "report").markdown.read_text()
+    assert "NaN/Inf" in report and "nonfinite" in report
