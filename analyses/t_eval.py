@@ -27,12 +27,13 @@ from gradlab.train.trainer import build_data
 
 
 def evaluate_at(run_dir: Path, t_eval: list[int]) -> list[dict]:
-    """val mIoU of one trained run at each T_eval, on its own validation split."""
-    rows = []
+    """val mIoU of one trained run at each T_eval, on its own validation split (built once)."""
+    rows, loader = [], None
     for t in t_eval:
         model, config = load_model(run_dir, overrides=[f"model.iterations={t}"])
-        _, val = build_data(config)
-        loader = DataLoader(val, batch_size=config.train.batch_size)
+        if loader is None:
+            val = build_data(config)[1]
+            loader = DataLoader([val[i] for i in range(len(val))], batch_size=config.train.batch_size)
         miou = evaluate(model, loader, val.num_classes, torch.device("cpu"))["miou"]
         rows.append({"run": run_dir.name, "T_eval": t, "miou": miou})
     return rows
@@ -78,7 +79,10 @@ def main(argv=None) -> int:
     parser.add_argument("--t-eval", default="1,2,3,5,8,12,16", help="comma-separated T_eval values")
     parser.add_argument("--temperature", type=float, default=1.0, help="which τ of the study (default 1)")
     parser.add_argument("--out", default=None, help="output folder (default RUNS/t_eval)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: more than the free cores slows evaluation many times)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     t_eval = [int(t) for t in args.t_eval.split(",")]
     configs = load_configs(args.runs)
     configs = configs[np.isclose(configs["model.temperature"], args.temperature)]
