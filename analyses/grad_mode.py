@@ -2,7 +2,7 @@
 code: the bases iterate under no_grad), the last iteration only (one-step gradient) and all iterations, for EM
 and HEM (η = 0.5) at T_train = 5, 3 seeds.
 
-    python analyses/grad_mode.py [--quick] [--workers 2]      # 18 runs; about 10 min on 2 CPU cores
+    python analyses/grad_mode.py [--quick] [--workers 2]      # 18 runs; about 12 min on 2 CPU cores
 """
 
 import sys

@@ -2,7 +2,7 @@
 stride 8, four times the pixels of the 64² studies) for T_train ∈ {3, 8}, 2 seeds: do the conclusions drawn on
 8×8 feature maps hold?
 
-    python analyses/scale_128.py [--quick] [--workers 2]      # 8 runs; about 20 min on 2 CPU cores
+    python analyses/scale_128.py [--quick] [--workers 2]      # 8 runs; about 15 min on 2 CPU cores
 """
 
 import sys

@@ -2,7 +2,7 @@
 τ = 1 and at τ = 0.25 (sharper attention). Per setting: final val mIoU, decades of decay of grad/x and grad/mu,
 and the regime each seed's run ends in. The analogue of EMANet's Fig. 4 and HEMNet's main comparison.
 
-    python analyses/t_train.py [--quick] [--workers 2]       # 108 runs; about an hour on 2 CPU cores
+    python analyses/t_train.py [--quick] [--workers 2]       # 108 runs; 74 min on 2 CPU cores
 """
 
 import sys
