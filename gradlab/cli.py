@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -179,7 +180,18 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except GradlabError as err:
         print(f"gradlab: error: {one_line(err)}", file=sys.stderr)
+        if err.hard_exit:
+            _exit_now(2)
         return 2
+
+
+def _exit_now(status: int) -> None:
+    """Leave without the interpreter's shutdown: after a peer rank died, gloo's threads can abort it (SIGABRT,
+    "terminate called without an active exception"), turning the one-line exit 2 into a crash. The message is
+    printed, records are flushed and meta.json says "failed" by now."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def one_line(err: Exception) -> str:

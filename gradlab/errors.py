@@ -8,6 +8,9 @@ import re
 class GradlabError(Exception):
     """Base class of the errors a user can fix (bad config, missing data, corrupt records)."""
 
+    #: leave the process at once after the message (no interpreter shutdown): see gradlab.cli._exit_now
+    hard_exit = False
+
 
 class ConfigError(GradlabError, ValueError):
     """A configuration key or value is wrong."""

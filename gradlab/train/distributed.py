@@ -30,6 +30,8 @@ DEFAULT_TIMEOUT_S = 120.0
 class LostPeerError(GradlabError):
     """Another rank of a distributed run died or stopped answering: the run stops (resume it)."""
 
+    hard_exit = True  # gloo's threads may abort the interpreter's shutdown once a peer is gone
+
 
 @dataclass(frozen=True)
 class Context:
