@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     abl.add_argument("--workers", type=int, default=1, help="runs trained at once (default 1)")
     abl.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / workers)")
     abl.add_argument("--quick", action="store_true",
-                     help=f"smoke-sized runs: at most {120} steps, one validation on {64} scenes")
+                     help="smoke-sized runs (few steps, one small validation): checks a grid end to end in "
+                          "minutes; its numbers mean nothing")
     abl.add_argument("--no-report", action="store_true", help="skip the combined HTML report")
     abl.set_defaults(func=_ablate)
 

@@ -100,10 +100,11 @@ def _launch(trial: Trial, start: str, out: Path, config: str | None, threads: in
     log = out / "logs" / f"{trial.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    cmd = command(trial, start, out / trial.name, config)
     with open(log, "a") as stream:
-        stream.write(f"$ {' '.join(command(trial, start, out / trial.name, config))}\n")
+        stream.write(f"$ {' '.join(cmd)}\n")
         stream.flush()
-        return subprocess.Popen(command(trial, start, out / trial.name, config), stdout=stream,
+        return subprocess.Popen(cmd, stdout=stream,
                                 stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent,
                                 stdin=subprocess.DEVNULL)
 
