@@ -22,12 +22,20 @@ DECAY_COLUMNS = [
 ]
 
 
-PER_LAYER_GRADIENTS = ("grad/x_total", "grad/params")
+#: `grad/*` norms recorded once per layer and step (MATH.md §6, §9)
+PER_LAYER_GRADIENTS = ("grad/x_total", "grad/params", "grad/out", "grad/unit_em", "grad/unit_res", "grad/x_rest")
+#: `grad/*` quantities that are not norms: the agreement cosines c_t and c_rest of MATH.md §9
+AGREEMENT = ("grad/x_cos",)
+
+
+def is_gradient_norm(quantity: str) -> bool:
+    """A `grad/*` quantity that is a norm ‖∂L/∂·‖ (≥ 0, spans decades): every one but the agreement cosines."""
+    return isinstance(quantity, str) and quantity.startswith("grad/") and quantity not in AGREEMENT
 
 
 def is_iteration_gradient(quantity: str) -> bool:
-    """`grad/*` quantities recorded per iteration (grad/x, grad/z, grad/mu, custom taps); not grad/x_total."""
-    return isinstance(quantity, str) and quantity.startswith("grad/") and quantity not in PER_LAYER_GRADIENTS
+    """`grad/*` norms recorded per iteration (grad/x, grad/z, grad/mu, custom taps); not grad/x_total."""
+    return is_gradient_norm(quantity) and quantity not in PER_LAYER_GRADIENTS
 
 
 def iteration_gradients(frame: pd.DataFrame) -> pd.DataFrame:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from gradlab.analysis import thresholds as th
 from gradlab.analysis._codes import dense_mask, group_ids, iteration_sets, matching, status_codes
-from gradlab.analysis.decay import SERIES_KEY, decay
+from gradlab.analysis.decay import SERIES_KEY, decay, is_gradient_norm
 
 FLAG_TABLE = ["run", "rank", "step", "layer", "quantity", "flag", "value", "threshold", "evidence"]
 STEP_KEY = ["run", "rank", "step", "layer"]
@@ -55,7 +55,7 @@ def _per_series(rows: pd.DataFrame, flag: str, value: np.ndarray, how: str, thre
 def status_flags(frame: pd.DataFrame) -> list[pd.DataFrame | None]:
     """no_grad, nonfinite (every quantity) and dead (`grad/*` norms) from the records' statuses and values."""
     status = status_codes(frame["status"], ("ok", "nonfinite", *th.NO_GRAD_STATUSES))
-    grad = matching(frame["quantity"], lambda q: isinstance(q, str) and q.startswith("grad/"))
+    grad = matching(frame["quantity"], is_gradient_norm)
     value = frame["value"].to_numpy(dtype=np.float64)
     no_grad, nonfinite = frame[status >= 2], frame[status == 1]
     with np.errstate(invalid="ignore"):
@@ -92,7 +92,7 @@ def decay_flags(decay_frame: pd.DataFrame) -> list[pd.DataFrame]:
 
 def spikes(frame: pd.DataFrame) -> pd.DataFrame | None:
     """Steps where an ok `grad/*` norm exceeds SPIKE_FACTOR × the median of the series' previous steps."""
-    grad = matching(frame["quantity"], lambda q: isinstance(q, str) and q.startswith("grad/"))
+    grad = matching(frame["quantity"], is_gradient_norm)
     rows = frame[grad & (frame["status"] == "ok").to_numpy()]
     series = group_ids(rows, ["run", "rank", "layer", "quantity", "iteration"])[0]
     order = np.lexsort((rows["step"].to_numpy(), series))

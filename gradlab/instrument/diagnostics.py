@@ -18,6 +18,12 @@ def entropy(z: torch.Tensor) -> torch.Tensor:
     return torch.special.entr(z).sum(-3, dtype=torch.float64).mean((-3, -2, -1))
 
 
+def e_gain(z: torch.Tensor, temperature: float) -> torch.Tensor:
+    """E-step gain e = (1/τ) mean_n (1 − Σ_k z_nk²) of attention maps (..., B, K, H, W) → (...) (MATH.md §9):
+    0 at one-hot attention, (1 − 1/K)/τ at uniform attention; it bounds ‖softmax Jacobian‖₂ / τ per pixel."""
+    return (1.0 - z.square().sum(-3, dtype=torch.float64)).mean((-3, -2, -1)) / temperature
+
+
 def similarity(mu: torch.Tensor) -> torch.Tensor:
     """Mean over images of the mean off-diagonal cosine between the K ≥ 2 bases (..., B, K, C) → (...)."""
     u = mu.float()
@@ -35,12 +41,14 @@ def shift(mu: torch.Tensor) -> torch.Tensor:
 
 
 def forward_diagnostics(trace: Trace) -> list[Diagnostic]:
-    """loglik and similarity (t = 0..T; similarity when K ≥ 2), entropy and shift (t = 1..T), feature_norm."""
+    """loglik and similarity (t = 0..T; similarity when K ≥ 2), entropy, e_gain and shift (t = 1..T),
+    feature_norm."""
     mu, z = torch.stack(trace.mu), torch.stack(trace.z[1:])
     out: list[Diagnostic] = [
         ("feature_norm", None, trace.feature_norm.double().reshape(1)),
         ("loglik", 0, torch.stack(trace.loglik).double()),
         ("entropy", 1, entropy(z)),
+        ("e_gain", 1, e_gain(z, trace.temperature)),
         ("shift", 1, shift(mu)),
     ]
     if mu.shape[-2] > 1:

@@ -16,3 +16,13 @@ def l2_norm(g: torch.Tensor) -> torch.Tensor:
     scale = g.abs().amax()
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
     return safe * torch.linalg.vector_norm(g / safe)
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """cos(a, b) = ⟨a, b⟩ / (‖a‖ ‖b‖) as a float64 0-dim tensor, underflow-safe (each side scaled by its norm
+    first); 0 when either side is exactly zero (no direction to agree with)."""
+    na, nb = l2_norm(a), l2_norm(b)
+    one = torch.ones_like(na)
+    ua = a.double() / torch.where(na > 0, na, one)
+    ub = b.reshape(a.shape).double() / torch.where(nb > 0, nb, one)
+    return torch.sum(ua * ub)

@@ -27,7 +27,8 @@ from gradlab.checks import is_int, require
 from gradlab.instrument import taps as tap_module
 from gradlab.instrument.diagnostics import forward_diagnostics
 from gradlab.instrument.groups import GroupSpec, group_grad_norms, resolve_groups
-from gradlab.instrument.norms import l2_norm
+from gradlab.instrument.jacobian import JACOBIAN_EVERY, JACOBIAN_IMAGES, state_jacobian_norms
+from gradlab.instrument.norms import cosine, l2_norm
 from gradlab.instrument.records import RecordBuffer, write_part
 from gradlab.instrument.schedules import Schedule, as_schedule
 from gradlab.layers import UnrolledEM
@@ -51,8 +52,13 @@ class Recorder:
         run: str | None = None,
         all_ranks: bool = False,
         start_step: int = 0,
+        jacobian_every: int = JACOBIAN_EVERY,
+        jacobian_images: int = JACOBIAN_IMAGES,
     ):
         require(is_int(flush_every), "flush_every", flush_every, "an integer >= 1 (recorded steps per Parquet part)")
+        require(is_int(jacobian_every, 0), "jacobian_every", jacobian_every,
+                "an integer >= 0 (steps between state-Jacobian estimates; 0 = off)")
+        require(is_int(jacobian_images), "jacobian_images", jacobian_images, "an integer >= 1")
         model = unwrap(model)
         self._refuse_if_watched(model)
         self.model = model
@@ -65,6 +71,7 @@ class Recorder:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.run = run or (self.run_dir.name if self.run_dir is not None else "run")
         self.flush_every = flush_every
+        self.jacobian_every, self.jacobian_images = jacobian_every, jacobian_images
         self.records = RecordBuffer()
         self.nonfinite = 0  # gradient norms that came back NaN or Inf
         self._flushed, self._recorded_steps = 0, 0
@@ -88,6 +95,8 @@ class Recorder:
             tensor = tensor.detach().requires_grad_()  # a starting state: measure the gradient reaching it
         self._expected[key] = self._expected.get(key, False) or tensor.requires_grad
         if tensor.requires_grad:
+            if name == "grad/x":  # the last differentiable iteration T, whose g_T the agreement compares with
+                self._last_x[key[0]] = max(self._last_x.get(key[0], 0), iteration)
             tensor.register_hook(partial(self._on_grad, key))
         return tensor
 
@@ -96,14 +105,44 @@ class Recorder:
         norm = l2_norm(grad)
         prev = self._norms.get(key)
         self._norms[key] = norm if prev is None else torch.hypot(prev, norm)  # several backwards: root-sum-square
+        if key[1] in ("grad/x", "grad/x_total") and key[0] in self._last_x:
+            self._agreement(key, grad)
+
+    def _agreement(self, key: Key, grad: torch.Tensor) -> None:
+        """c_t = cos(g_t, g_T), and at ∂L/∂X = Σ_t g_t: c_rest = cos(Σ_{t<T} g_t, g_T) and ‖Σ_{t<T} g_t‖
+        (`grad/x_cos`, `grad/x_rest`; MATH.md §9). g_T arrives first (iteration T is nearest the output), so
+        only it is kept until ∂L/∂X arrives. Under several backwards per step the last one's agreement is kept."""
+        layer, quantity, t = key
+        if quantity == "grad/x":
+            if t == self._last_x[layer]:
+                self._g_last[layer] = grad
+            elif layer in self._g_last:
+                self._norms[(layer, "grad/x_cos", t)] = cosine(grad, self._g_last[layer])
+        elif layer in self._g_last and self._last_x[layer] >= 2 and self._live_iterations(layer) >= 2:
+            g_last = self._g_last.pop(layer)
+            rest = grad.reshape(g_last.shape) - g_last
+            self._norms[(layer, "grad/x_rest", None)] = l2_norm(rest)
+            self._norms[(layer, "grad/x_cos", None)] = cosine(rest, g_last)
+
+    def _live_iterations(self, layer: str) -> int:
+        return sum(live for (name, q, _), live in self._expected.items() if name == layer and q == "grad/x")
 
     def _on_forward(self, layer: UnrolledEM, args, output) -> None:
         if not (self._recording and torch.is_grad_enabled() and layer.trace is not None):
             return  # only training forwards (those that build a graph) are diagnosed
+        name = self.names[layer]
         for quantity, first, values in forward_diagnostics(layer.trace):
-            self._diagnostics[(self.names[layer], quantity, first)].append(values)
+            self._diagnostics[(name, quantity, first)].append(values)
+        if self._jacobian_due() and (name, "jac/sigma", 1) not in self._diagnostics:  # first forward of the step
+            for quantity, first, values in state_jacobian_norms(layer, layer.trace, self.jacobian_images,
+                                                                seed=self._step):
+                self._diagnostics[(name, quantity, first)].append(values)
         if not self._user_tracing[layer]:
             layer.trace = None
+
+    def _jacobian_due(self) -> bool:
+        """σ_t on its own sparser schedule: recorded steps that are multiples of `jacobian_every`."""
+        return self.jacobian_every > 0 and self._step % self.jacobian_every == 0
 
     # -- steps -------------------------------------------------------------------------------------------
     def step(self, step: int | None = None, *, loss: torch.Tensor | float | None = None, lr: float | None = None):
@@ -135,6 +174,8 @@ class Recorder:
         self._norms: dict[Key, torch.Tensor] = {}
         self._diagnostics: dict[Key, list] = defaultdict(list)  # (layer, quantity, first t) → per-forward vectors
         self._rows: list[tuple] = []  # the closing step's rows, appended to the buffer at once
+        self._last_x: dict[str, int] = {}  # layer → its last differentiable iteration T (grad/x taps)
+        self._g_last: dict[str, torch.Tensor] = {}  # layer → g_T = ∂L/∂X^(T), until ∂L/∂X arrives
 
     def _close_step(self, step: int, loss, lr) -> None:
         keys, tensors = self._device_values(loss)

@@ -7,11 +7,17 @@ import math
 import torch
 from torch import nn
 
+from gradlab.instrument.taps import recording, tap
 from gradlab.layers.unrolled import UnrolledEM
 
 
 class EMAUnit(nn.Module):
-    """The residual block that hosts an unrolled EM layer (`EMLayer` or `HEMLayer`)."""
+    """The residual block that hosts an unrolled EM layer (`EMLayer` or `HEMLayer`).
+
+    While recording, the unit's input u reaches the EM branch and the residual through two aliases, so the
+    recorder measures ‖∂L/∂u|_EM‖ (`grad/unit_em`) and ‖∂L/∂u|_res‖ (`grad/unit_res`) as the EM layer's own
+    quantities: the branch share s_EM of MATH.md §9.
+    """
 
     def __init__(self, em: UnrolledEM, norm_layer: type[nn.Module] = nn.BatchNorm2d):
         super().__init__()
@@ -25,5 +31,9 @@ class EMAUnit(nn.Module):
         nn.init.zeros_(self.conv_in.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.relu(self.em(self.conv_in(x)))
-        return torch.relu(x + self.norm(self.conv_out(y)))
+        x_em = x_res = x
+        if recording() and x.requires_grad:  # one alias of u per branch: ∂L/∂u split into EM and residual
+            x_em = tap(x.view_as(x), "grad/unit_em", None, module=self.em)
+            x_res = tap(x.view_as(x), "grad/unit_res", None, module=self.em)
+        y = torch.relu(self.em(self.conv_in(x_em)))
+        return torch.relu(x_res + self.norm(self.conv_out(y)))

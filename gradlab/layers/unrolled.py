@@ -97,6 +97,7 @@ class UnrolledEM(nn.Module):
             self._finish_trace(trace, xf, mu)
         with torch.set_grad_enabled(grad_on and k > 0):
             y = torch.bmm(mu.transpose(1, 2), z).view_as(x)  # X̃ = Z^(T) μ^(T)
+            y = tap(y, "grad/out", None, module=self)  # ‖∂L/∂X̃‖: the layer gain G = ‖∂L/∂X‖ / ‖∂L/∂X̃‖ (§9)
         if self.training:
             self._maintain_bases(mu)
         return y
@@ -109,7 +110,7 @@ class UnrolledEM(nn.Module):
 
     def _start_trace(self, xf: torch.Tensor) -> Trace:
         xd = xf.detach()
-        trace = Trace(feature_norm=torch.linalg.vector_norm(xd, dim=1).mean())
+        trace = Trace(feature_norm=torch.linalg.vector_norm(xd, dim=1).mean(), temperature=self.temperature, x=xd)
         trace.mu.append(self.bases.to(xd.dtype, copy=True).expand(xd.shape[0], -1, -1))
         return trace
 

@@ -90,6 +90,9 @@ class RecordConfig:
     every: int = key(1, "record every k-th step (0 = recorder off)", ">= 0", at_least(0))
     flush_every: int = key(50, "recorded steps per Parquet part", ">= 1", at_least(1))
     all_ranks: bool = key(False, "under DDP, record every rank (default: rank 0)")
+    jacobian_every: int = key(100, "steps between estimates of the state Jacobians' norms σ_t (0 = off; on recorded "
+                              "steps only)", ">= 0", at_least(0))
+    jacobian_images: int = key(2, "images of the batch whose σ_t is estimated", ">= 1", at_least(1))
 
 
 @dataclass

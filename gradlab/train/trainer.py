@@ -156,7 +156,8 @@ def _recorder(config: Config, model, run: RunDirectory, start: int, ctx: distrib
     if r.every == 0:
         return None
     return watch(model, run.path, every=r.every, groups=parameter_groups, flush_every=r.flush_every,
-                 all_ranks=r.all_ranks, start_step=start)
+                 all_ranks=r.all_ranks, start_step=start, jacobian_every=r.jacobian_every,
+                 jacobian_images=r.jacobian_images)
 
 
 def _loop(config, model, net, opt, loaders, metrics, rec, run, start, progress, ctx):

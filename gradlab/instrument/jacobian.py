@@ -1,0 +1,63 @@
+"""Spectral norms σ_t = ‖J_t‖₂ of the state Jacobians J_t = ∂μ^(t)/∂μ^(t−1) (MATH.md §9), never formed densely.
+
+Per image, power iteration on J_tᵀ J_t: each power step is one Jacobian-vector product (forward mode) and one
+vector-Jacobian product (reverse mode) through one EM iteration with X held fixed. Images are independent (J_t
+is block-diagonal over the batch), so all sampled images and their power steps run batched, on the layer's
+device, without a host sync. For HEM, σ_t^EM = ‖J_t^EM‖₂ of the EM part μ ↦ P(m(μ)) alone is measured too.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from gradlab.layers import EMIteration, Trace, UnrolledEM
+
+#: defaults of the recorder's Jacobian schedule: every JACOBIAN_EVERY steps, on JACOBIAN_IMAGES images of the
+#: batch, POWER_STEPS power steps (σ's relative error shrinks like (σ₂/σ₁)^(2·steps))
+JACOBIAN_EVERY = 100
+JACOBIAN_IMAGES = 2
+POWER_STEPS = 20
+
+
+def _per_image_norm(v: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.vector_norm(v.flatten(1), dim=1).clamp_min(1e-30).view(-1, *([1] * (v.dim() - 1)))
+
+
+def spectral_norm(cell: EMIteration, x: torch.Tensor, mu: torch.Tensor, steps: int = POWER_STEPS,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """σ of ∂cell(x, μ)_μ / ∂μ per image: x (B, C, N), μ (B, K, C) → (B,) float64, a lower bound that the power
+    steps tighten (the Rayleigh quotient ‖J v‖ at the last unit vector v)."""
+    x, mu = x.detach(), mu.detach().contiguous()  # μ^(0) is an expanded view of the bases
+
+    def state_map(m: torch.Tensor) -> torch.Tensor:
+        return cell.forward(x, m)[0]  # .forward: no module hooks fire (a user's, captum's) for these extra calls
+
+    v = torch.randn(mu.shape, generator=generator, device="cpu", dtype=mu.dtype).to(mu.device)
+    v = v / _per_image_norm(v)
+    with torch.enable_grad():
+        _, vjp = torch.func.vjp(state_map, mu)
+        jv = None
+        for _ in range(steps):
+            jv = torch.func.jvp(state_map, (mu,), (v,))[1]  # J v
+            w = vjp(jv)[0]  # Jᵀ J v
+            v = w / _per_image_norm(w)
+        jv = torch.func.jvp(state_map, (mu,), (v,))[1]
+    return torch.linalg.vector_norm(jv.flatten(1), dim=1, dtype=torch.float64)
+
+
+def state_jacobian_norms(layer: UnrolledEM, trace: Trace, images: int = JACOBIAN_IMAGES,
+                         steps: int = POWER_STEPS, seed: int = 0) -> list[tuple[str, int, torch.Tensor]]:
+    """(quantity, first iteration 1, values over t = 1..T) for `jac/sigma` and `jac/sigma_max` (mean and max
+    over the first `images` images of the traced batch), and for HEM `jac/sigma_em` / `jac/sigma_em_max`."""
+    x = trace.x[:images]
+    generator = torch.Generator().manual_seed(seed)
+    parts = {"jac/sigma": list(layer.iterations)}
+    if layer.step_size != 1.0:  # the EM part alone: the same iteration with η = 1
+        parts["jac/sigma_em"] = [EMIteration(c.t, 1.0, c.kernel, c.temperature, c.normalize)
+                                 for c in layer.iterations]
+    out = []
+    for name, cells in parts.items():
+        sigma = torch.stack([spectral_norm(cell, x, trace.mu[t - 1][:images], steps, generator)
+                             for t, cell in enumerate(cells, start=1)])  # (T, images)
+        out += [(name, 1, sigma.mean(1)), (f"{name}_max", 1, sigma.amax(1))]
+    return out
