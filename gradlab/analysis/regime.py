@@ -3,11 +3,16 @@
 The per-step evidence (decay of `grad/x`, collapse, saturation, statuses) is read over a window of the last
 steps; a regime holds when at least REGIME_MAJORITY of the window's steps show it. The first that holds wins:
 
-  nonfinite → no_grad → collapse → saturation → one_step → exploding → vanishing → healthy
+  nonfinite → no_grad → collapse → saturation → one_step → exploding → vanishing → misdirected → attenuated
+  → healthy
 
 Collapse comes before the decay regimes because it explains them: when all bases are alike and attention is
 uniform, a gradient shared by all bases cancels in the softmax, which looks like extreme decay. `one_step` is a
 layer whose gradient reaches only one iteration (grad_iterations = 1): there is no decay to measure.
+`misdirected` and `attenuated` come from the mechanism quantities (MATH.md §9, gradlab.analysis.mechanism): the
+earlier iterations add a large part that barely agrees with the last one's gradient, or the layer as a whole
+passes little gradient while the ratios between its iterations look healthy. Every verdict carries the window's
+mechanism numbers (layer gain, branch share, E-step gain, agreement, σ_t and predicted vs measured decay).
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ from gradlab.analysis._codes import matching, ranges
 from gradlab.analysis.aggregate import window
 from gradlab.analysis.decay import decay, profile
 from gradlab.analysis.flags import STEP_KEY, diagnostics
+from gradlab.analysis.mechanism import mechanism
 
-REGIMES = ("nonfinite", "no_grad", "collapse", "saturation", "one_step", "exploding", "vanishing", "healthy")
+REGIMES = ("nonfinite", "no_grad", "collapse", "saturation", "one_step", "exploding", "vanishing", "misdirected",
+           "attenuated", "healthy")
 GROUP = ["run", "rank", "layer"]
 
 
@@ -54,7 +61,8 @@ def regime(frame: pd.DataFrame, quantity: str = "grad/x", fraction: float = 0.1,
            bases: int | None = None) -> pd.DataFrame:
     """One row per (run, rank, layer): `regime` (one of REGIMES) and `reason` (a sentence for the report), with
     the window's numbers: `steps`, `from_step`, `to_step`, `decades` (mean), `rho` (geometric mean),
-    `similarity`, `entropy_ratio` (H / ln K), and the onsets of collapse and saturation."""
+    `similarity`, `entropy_ratio` (H / ln K), the onsets of collapse and saturation, and the mechanism numbers
+    of gradlab.analysis.mechanism (MECHANISM_COLUMNS: NaN where not recorded)."""
     steps = step_evidence(frame, quantity, bases)
     last = window(steps, "last", fraction)
     with np.errstate(divide="ignore"):
@@ -68,6 +76,7 @@ def regime(frame: pd.DataFrame, quantity: str = "grad/x", fraction: float = 0.1,
     agg = agg.join(onset(steps, "collapse")).join(onset(steps, "saturation")).reset_index()
     near_zero = _near_zero_iterations(frame, last, quantity)
     agg["near_zero_iterations"] = [near_zero.get(k, "") for k in agg[GROUP].itertuples(index=False, name=None)]
+    agg = agg.merge(mechanism(frame, fraction).astype({"run": object, "layer": object}), on=GROUP, how="left")
     verdicts = [_verdict(row) for row in agg.itertuples(index=False)]
     agg["regime"] = [v[0] for v in verdicts]
     agg["reason"] = [v[1] for v in verdicts]
@@ -102,8 +111,9 @@ def _verdict(r) -> tuple[str, str]:
                               f"{r.entropy_ratio:.3f} ln K (nearly one-hot), similarity {r.similarity:.2f}; the "
                               f"softmax Jacobian vanishes: {decay_text}") + _note(r)
     if r.share_one_step >= majority:
-        return "one_step", (f"only iteration {r.T} carries gradient ({_its(r.no_grad_iterations)} run under no_grad):"
-                            f" no decay to measure; {numbers}")
+        why = (f"{_its(r.no_grad_iterations)} run under no_grad" if r.no_grad_iterations else
+               "the layer unrolls one iteration")
+        return "one_step", f"only iteration {r.T} carries gradient ({why}): no decay to measure; {numbers}"
     if r.decades > np.log10(th.EXPLODING_RETENTION) or r.rho > th.EXPLODING_RHO:
         return "exploding", (f"the gradient grows toward the early iterations: {decay_text}; neither collapse "
                              f"nor saturation ({numbers})") + _note(r)
@@ -111,16 +121,32 @@ def _verdict(r) -> tuple[str, str]:
         zero = f", near zero through {_its(r.near_zero_iterations)}" if r.near_zero_iterations else ""
         return "vanishing", (f"the gradient vanishes through the iterations: {decay_text}{zero}; neither collapse "
                              f"nor saturation ({numbers})") + _note(r)
+    if r.c_rest < th.MISDIRECTED_COS and r.r_rest >= th.MISDIRECTED_REST:
+        return "misdirected", (f"the earlier iterations add a part {r.r_rest:.2g}× as large as the last one's "
+                               f"gradient (r_rest ≥ {th.MISDIRECTED_REST:g}) that barely agrees with it (c_rest = "
+                               f"{r.c_rest:+.2f} < {th.MISDIRECTED_COS:g}): not small but misdirected; {decay_text}; "
+                               f"{numbers}") + _note(r)
+    if r.gain < th.ATTENUATED_GAIN or r.branch_share < th.ATTENUATED_SHARE:
+        return "attenuated", (f"the layer passes little of the gradient it receives (G = {r.gain:.2g}, threshold "
+                              f"{th.ATTENUATED_GAIN:g}; EM-branch share {r.branch_share:.2f}, threshold "
+                              f"{th.ATTENUATED_SHARE:g}) while the iterations' ratios look healthy: {decay_text}; "
+                              f"{numbers}") + _note(r)
     return "healthy", f"healthy: {decay_text}; {numbers}" + _note(r)
 
 
 def _diagnostics_text(r) -> str:
-    parts = []
-    if not math.isnan(r.similarity):
-        parts.append(f"similarity {r.similarity:.2f}")
-    if not math.isnan(r.entropy_ratio):
-        parts.append(f"entropy {r.entropy_ratio:.2f} ln K")
+    """The window's evidence that was recorded: forward diagnostics, then the mechanism numbers."""
+    parts = [text.format(value) for text, value in [
+        ("similarity {:.2f}", r.similarity), ("entropy {:.2f} ln K", r.entropy_ratio), ("gain G {:.2g}", r.gain),
+        ("EM-branch share {:.2f}", r.branch_share), ("e_gain {:.2g}", r.e_gain), ("c_rest {:+.2f}", r.c_rest),
+        ("r_rest {:.2g}", r.r_rest), ("σ_t {:.2g} (geometric mean)", r.sigma),
+        ("decay of grad/mu predicted {:+.2f} decades", r.predicted), ("measured {:+.2f}", r.measured),
+        ("alignment {:.2g}", r.alignment)] if not _missing(value)]
     return ", ".join(parts) or "no forward diagnostics recorded"
+
+
+def _missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def _note(r) -> str:

@@ -36,3 +36,13 @@ SATURATION_ENTROPY = 0.05
 
 #: regime: a regime holds when at least this fraction of the window's steps show it
 REGIME_MAJORITY = 0.5
+
+#: misdirected (MATH.md §9): the earlier iterations add a part at least MISDIRECTED_REST × ‖g_T‖ whose cosine
+#: with g_T is below MISDIRECTED_COS (window medians of r_rest and c_rest)
+MISDIRECTED_COS = 0.1
+MISDIRECTED_REST = 0.5
+
+#: attenuated (MATH.md §9): the layer passes little of the gradient it receives, G = ‖∂L/∂X‖ / ‖∂L/∂X̃‖ below
+#: ATTENUATED_GAIN, or the EMA unit's EM branch carries less than ATTENUATED_SHARE of ∂L/∂u
+ATTENUATED_GAIN = 0.02
+ATTENUATED_SHARE = 0.2

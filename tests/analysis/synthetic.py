@@ -47,3 +47,20 @@ def run_records(run: str, steps: int = 20, T: int = 4, rho=0.5, similarity=0.3, 
         rows += [(run, s, "em", t, "similarity", sim[s], "ok", 0) for t in range(T + 1)]
         rows.append((run, s, "", None, "loss", 1.0, "ok", 0))
     return rows_frame(rows)
+
+
+def with_mechanism(frame: pd.DataFrame, gain: float = 0.08, branch_share: float = 0.6, c_rest: float = 0.5,
+                   r_rest: float = 0.4) -> pd.DataFrame:
+    """`frame` plus the per-layer norms of MATH.md §9 at every step, built so that the layer gain, the EM-branch
+    share, c_rest and r_rest (against g_T of grad/x) take the given values."""
+    grad_x = frame[frame["quantity"] == "grad/x"].sort_values("iteration").groupby(["run", "step", "layer"]).last()
+    rows = []
+    for (run, step, layer), g in grad_x.iterrows():
+        out, em = 1.0, branch_share
+        rows += [(run, step, layer, None, "grad/out", out, "ok", 0),
+                 (run, step, layer, None, "grad/x_total", gain * out, "ok", 0),
+                 (run, step, layer, None, "grad/unit_em", em, "ok", 0),
+                 (run, step, layer, None, "grad/unit_res", 1 - em, "ok", 0),
+                 (run, step, layer, None, "grad/x_cos", c_rest, "ok", 0),
+                 (run, step, layer, None, "grad/x_rest", r_rest * g["value"], "ok", 0)]
+    return pd.concat([frame, rows_frame(rows)], ignore_index=True)
