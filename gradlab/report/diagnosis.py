@@ -17,12 +17,19 @@ from gradlab.report.runs import RunInfo
 REGIME_MEANING = {
     "nonfinite": "NaN/Inf gradient norms",
     "no_grad": "no iteration receives gradient (grad_iterations = 0)",
-    "collapse": "all bases alike and attention uniform: the gradient cancels in the softmax (not saturation)",
-    "saturation": "attention nearly one-hot: the softmax Jacobian vanishes (HEMNet's premise)",
+    "collapse": f"all bases alike (similarity > {th.COLLAPSE_SIMILARITY:g}) and attention uniform (entropy > "
+                f"{th.COLLAPSE_ENTROPY:g} ln K): the gradient cancels in the softmax (not saturation)",
+    "saturation": f"attention nearly one-hot (entropy < {th.SATURATION_ENTROPY:g} ln K): the softmax Jacobian "
+                  "vanishes (HEMNet's premise)",
     "one_step": "only the last iteration carries gradient: nothing to decay",
-    "exploding": "the gradient grows toward the early iterations (instability)",
+    "exploding": f"the gradient grows toward the early iterations (R > {th.EXPLODING_RETENTION:g} or ρ > "
+                 f"{th.EXPLODING_RHO:g}: instability)",
     "vanishing": f"more than {-math.log10(th.VANISHING_RETENTION):g} decades of decay, with neither collapse "
                  "nor saturation",
+    "misdirected": f"the earlier iterations add a part ≥ {th.MISDIRECTED_REST:g}× the last one's gradient whose "
+                   f"cosine with it is below {th.MISDIRECTED_COS:g}: not small, but pointing elsewhere",
+    "attenuated": f"the layer passes little of what it receives: gain G < {th.ATTENUATED_GAIN:g} or EM-branch "
+                  f"share < {th.ATTENUATED_SHARE:g}, while the iterations' ratios look healthy",
     "healthy": "the gradient reaches every iteration",
 }
 FLAG_ORDER = ("nonfinite", "exploding", "dead", "vanishing", "collapse", "saturation", "spike", "no_grad")

@@ -16,6 +16,7 @@ from gradlab.plots import (
     objective_per_iteration,
     retention_over_training,
     save,
+    sigma_and_rho,
     step_iteration_heatmap,
     training_curves,
 )
@@ -41,6 +42,14 @@ def figure_specs(records: pd.DataFrame, decay_frame: pd.DataFrame, metrics: pd.D
         specs += _gradient_specs(records, decay_frame, hue)
     else:
         missing.append("no grad/x records: the decay curves, the heatmap and retention over training are left out")
+    if (records["quantity"] == "jac/sigma_max").any():
+        specs.append(FigureSpec(
+            "jacobians", "Where the gradient goes: σ_t and ρ_t",
+            "σ_t = ‖∂μ^(t)/∂μ^(t−1)‖₂ of each iteration's state map (power iteration on the sampled images, the "
+            "max over them; solid) and the measured factor ρ_t = ‖∂L/∂μ^(t−1)‖ / ‖∂L/∂μ^(t)‖ (dashed), medians "
+            "over the Jacobian steps. Below the last iteration ρ_t ≤ σ_t; a ρ_t far under σ_t means the gradient "
+            "meets a weak direction of J_t (alignment), not a contraction (MATH.md §9).",
+            lambda: sigma_and_rho(records, hue=hue)))
     if (records["quantity"] == "loglik").any():
         specs.append(FigureSpec(
             "objective", "Objective per iteration",

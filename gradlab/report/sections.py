@@ -75,7 +75,33 @@ def diagnosis_section(regimes: pd.DataFrame, fraction: float) -> Section:
                  "bases). A regime holds when most of the window's steps show it.", "note")
     legend = Table(["regime", "meaning"], [[k, v] for k, v in REGIME_MEANING.items()], badge="regime",
                    collapsed="How to read the regimes")
-    return Section("diagnosis", "Diagnosis", [intro, table_from(shown, columns, badge="regime"), legend])
+    blocks = [intro, table_from(shown, columns, badge="regime")]
+    if "gain" in regimes.columns and regimes[list(MECHANISM_TEXT)].notna().any().any():
+        blocks.append(_mechanism_table(shown))
+    return Section("diagnosis", "Diagnosis", [*blocks, legend])
+
+
+#: the mechanism numbers of MATH.md §9 the diagnosis shows: column → (header, formatter)
+MECHANISM_TEXT = {
+    "gain": ("gain G", fmt.factor), "branch_share": ("EM-branch share", fmt.score),
+    "e_gain": ("E-step gain e", fmt.factor), "c_rest": ("c_rest", fmt.score), "r_rest": ("r_rest", fmt.factor),
+    "grad_params": ("‖∂L/∂θ‖", fmt.factor), "sigma": ("σ_t (geo. mean)", fmt.factor),
+    "predicted": ("predicted decay", fmt.decades), "measured": ("measured decay", fmt.decades),
+    "alignment": ("alignment α", fmt.factor),
+}
+
+
+def _mechanism_table(shown: pd.DataFrame) -> Table:
+    columns = ["run", "layer", *(header for header, _ in MECHANISM_TEXT.values())]
+    rows = [[r["run"], r["layer"], *(f(r[c]) for c, (_, f) in MECHANISM_TEXT.items())] for _, r in shown.iterrows()]
+    return Table(columns, rows, caption=(
+        "The mechanism (MATH.md §9), medians over the same window: G = ‖∂L/∂X‖ / ‖∂L/∂X̃‖, the layer's backward "
+        "gain; the EM branch's share of the gradient reaching the EMA unit's input; e = (1/τ) mean_n (1 − Σ_k z²), "
+        "what the E-step passes back per unit of logit; c_rest = cos(Σ_{t<T} g_t, g_T) and r_rest = "
+        "‖Σ_{t<T} g_t‖ / ‖g_T‖, how much the earlier iterations add to the last one's gradient and whether it "
+        "agrees; the total parameter gradient; σ_t of the state Jacobians, the decay of grad/mu they predict "
+        "(an upper bound, Σ log10 σ_t) and the measured one over the same iterations, and the alignment α = "
+        "ρ_t / σ_t (geometric mean; ≪ 1: the gradient meets weak directions of J_t)."))
 
 
 def numbers_section(decay: pd.DataFrame, scores: pd.DataFrame, fraction: float) -> Section:

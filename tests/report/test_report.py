@@ -28,7 +28,7 @@ def test_html_is_well_formed_self_contained_and_has_every_section(report):
     root = parse_html(report.html)
     assert "http://" not in text and "https://" not in text and "<script" not in text and "<link" not in text
     images = root.findall(".//img")
-    assert len(images) == 5  # decay curves, heatmap, retention, objective, training curves
+    assert len(images) == 6  # decay curves, heatmap, retention, σ_t and ρ_t, objective, training curves
     for img in images:
         src = img.get("src")
         assert src.startswith("data:image/png;base64,")
@@ -94,7 +94,8 @@ def test_config_differences_list_only_the_keys_that_differ(report):
 
 def test_markdown_links_png_figures_that_exist_beside_it(report):
     links = MD_IMAGE.findall(report.markdown.read_text())
-    assert len(links) == 5 and links[0] == "figures/decay_curves.png"
+    assert len(links) == 6 and links[0] == "figures/decay_curves.png"
+    assert "figures/jacobians.png" in links
     for link in links:
         path = report.markdown.parent / link
         assert not link.startswith("/") and path.read_bytes().startswith(PNG)
@@ -185,3 +186,13 @@ def test_a_run_without_an_em_layer_is_reported_as_such(runs, tmp_path):
     header, rows = table_rows(section(root, "diagnosis"))
     assert column(header, rows, "regime") == ["none"]
     assert [img.get("alt") for img in root.findall(".//img")] == ["Training curves"]
+
+
+def test_diagnosis_shows_the_mechanism_per_run_and_layer(report):
+    header, rows = table_rows(section(parse_html(report.html), "diagnosis"), 1)
+    assert header[:4] == ["run", "layer", "gain G", "EM-branch share"] and "alignment α" in header
+    assert sorted(r[0] for r in rows) == ["em", "hem", "hem-one-step"]
+    gains = [float(r[2]) for r in rows]
+    assert all(0 < g < 10 for g in gains)  # a real ratio of two recorded norms, never a placeholder
+    shares = [float(r[3]) for r in rows]
+    assert all(0 < s < 1 for s in shares)
