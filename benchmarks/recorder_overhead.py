@@ -6,7 +6,8 @@ Reported: the median step time per mode and its ratio to "off". Target (issue 3)
     python -m benchmarks.recorder_overhead            # full run (~1-2 min on 2 CPU cores)
     python -m benchmarks.recorder_overhead --smoke    # seconds; checks that it runs
     python -m benchmarks.recorder_overhead --device cuda
-    python -m benchmarks.recorder_overhead --breakdown    # + trace only, no diagnostics, no group norms
+    python -m benchmarks.recorder_overhead --breakdown    # + trace only, no diagnostics, no group norms,
+                                                          #   no mechanism; and the cost of one σ_t estimate
 """
 
 from __future__ import annotations
@@ -22,10 +23,24 @@ import torch.nn.functional as F
 import gradlab
 from benchmarks.common import median, write_json
 from gradlab.instrument import recorder as recorder_module
+from gradlab.instrument.jacobian import state_jacobian_norms
+from gradlab.layers import ema_unit
 from gradlab.models import build_model, parameter_groups
 
 MODES = ("off", "every step", "every 10th")
-BREAKDOWN = ("trace only", "no diagnostics", "no group norms")  # --breakdown: which part costs what
+#: --breakdown: which part costs what. "no mechanism" drops the per-step quantities of MATH.md §9 that cost more
+#: than one hook: the EMA unit's two branch aliases and the agreement (grad/x_cos, grad/x_rest)
+BREAKDOWN = ("trace only", "no diagnostics", "no group norms", "no mechanism")
+
+
+def _switched_off(mode: str):
+    """The patches that switch a part of the recorder off for a --breakdown mode."""
+    if mode == "no diagnostics":
+        return [mock.patch.object(recorder_module, "forward_diagnostics", lambda trace: [])]
+    if mode == "no mechanism":
+        return [mock.patch.object(ema_unit, "recording", lambda: False),
+                mock.patch.object(recorder_module.Recorder, "_agreement", lambda self, key, grad: None)]
+    return []
 
 
 @contextlib.contextmanager
@@ -41,9 +56,11 @@ def recording(model, mode: str):
     else:
         groups = {} if mode == "no group norms" else parameter_groups
         every = 10 if mode == "every 10th" else 1
-        with mock.patch.object(recorder_module, "forward_diagnostics", lambda trace: []) if mode == "no diagnostics" \
-                else contextlib.nullcontext(), gradlab.watch(model, every=every, groups=groups) as rec:
-            yield rec
+        with contextlib.ExitStack() as stack:
+            for patch in _switched_off(mode):
+                stack.enter_context(patch)
+            # σ_t has its own sparse schedule, timed on its own below (jacobian_cost)
+            yield stack.enter_context(gradlab.watch(model, every=every, groups=groups, jacobian_every=0))
 
 
 def sync(device: torch.device) -> None:
@@ -67,6 +84,20 @@ def run_round(model, opt, batch, steps: int, mode: str, device) -> list[float]:
             sync(device)
             times.append(time.perf_counter() - t0)
     return times
+
+
+def jacobian_cost(model, batch, calls: int) -> float:
+    """Median seconds of one σ_t estimate (all T iterations, HEM's EM part too, default images and power steps)."""
+    layer = model.head.ema.em
+    layer.tracing = True
+    model(batch[0])
+    trace, layer.tracing = layer.trace, False
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        [v.sum().item() for _, _, v in state_jacobian_norms(layer, trace)]
+        times.append(time.perf_counter() - t0)
+    return median(times)
 
 
 def main() -> None:
@@ -108,6 +139,12 @@ def main() -> None:
     print(f"{'mode':<16} {'median ms/step':>15} {'ratio':>7}")
     for mode, row in rows.items():
         print(f"{mode:<16} {row['median_ms']:>15.2f} {row['ratio']:>7.3f}")
+    if args.breakdown:
+        cost = jacobian_cost(model, batch, 3 if args.smoke else 20)
+        rows["σ_t estimate"] = {"median_ms": 1e3 * cost, "per_step_at_100_ms": 10 * cost}
+        print(f"one σ_t estimate (T = {args.iterations}, {gradlab.instrument.jacobian.JACOBIAN_IMAGES} images, "
+              f"{gradlab.instrument.jacobian.POWER_STEPS} power steps): {1e3 * cost:.1f} ms, "
+              f"{10 * cost:.3f} ms per step at record.jacobian_every = 100")
     if not args.smoke:
         name = f"recorder_overhead_{device.type}_{args.backbone}_{args.size}" + ("_breakdown" if args.breakdown else "")
         path = write_json(name, {"args": vars(args), "results": rows})

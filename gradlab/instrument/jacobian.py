@@ -26,22 +26,23 @@ def _per_image_norm(v: torch.Tensor) -> torch.Tensor:
 def spectral_norm(cell: EMIteration, x: torch.Tensor, mu: torch.Tensor, steps: int = POWER_STEPS,
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """σ of ∂cell(x, μ)_μ / ∂μ per image: x (B, C, N), μ (B, K, C) → (B,) float64, a lower bound that the power
-    steps tighten (the Rayleigh quotient ‖J v‖ at the last unit vector v)."""
-    x, mu = x.detach(), mu.detach().contiguous()  # μ^(0) is an expanded view of the bases
+    steps tighten (‖J v‖ at the last unit vector v).
 
-    def state_map(m: torch.Tensor) -> torch.Tensor:
-        return cell.forward(x, m)[0]  # .forward: no module hooks fire (a user's, captum's) for these extra calls
-
+    Plain reverse mode twice, with one graph kept: Jᵀu is built once as a function of a dummy u
+    (create_graph), so J v = ∂⟨Jᵀu, v⟩/∂u and Jᵀ(J v) are one small backward each; no forward-mode AD."""
+    x = x.detach()
     v = torch.randn(mu.shape, generator=generator, device="cpu", dtype=mu.dtype).to(mu.device)
     v = v / _per_image_norm(v)
     with torch.enable_grad():
-        _, vjp = torch.func.vjp(state_map, mu)
-        jv = None
+        m = mu.detach().clone().requires_grad_()  # μ^(0) is an expanded view of the bases: a real tensor here
+        y = cell.forward(x, m)[0]  # .forward: no module hooks fire (a user's, captum's) for these extra calls
+        u = torch.zeros_like(y, requires_grad=True)
+        jt_u = torch.autograd.grad(y, m, u, create_graph=True)[0]  # Jᵀ u, linear in u
         for _ in range(steps):
-            jv = torch.func.jvp(state_map, (mu,), (v,))[1]  # J v
-            w = vjp(jv)[0]  # Jᵀ J v
+            jv = torch.autograd.grad(jt_u, u, v, retain_graph=True)[0]  # J v
+            w = torch.autograd.grad(y, m, jv, retain_graph=True)[0]  # Jᵀ J v
             v = w / _per_image_norm(w)
-        jv = torch.func.jvp(state_map, (mu,), (v,))[1]
+        jv = torch.autograd.grad(jt_u, u, v)[0]
     return torch.linalg.vector_norm(jv.flatten(1), dim=1, dtype=torch.float64)
 
 
@@ -49,15 +50,17 @@ def state_jacobian_norms(layer: UnrolledEM, trace: Trace, images: int = JACOBIAN
                          steps: int = POWER_STEPS, seed: int = 0) -> list[tuple[str, int, torch.Tensor]]:
     """(quantity, first iteration 1, values over t = 1..T) for `jac/sigma` and `jac/sigma_max` (mean and max
     over the first `images` images of the traced batch), and for HEM `jac/sigma_em` / `jac/sigma_em_max`."""
+    T, cell = layer.num_iterations, layer.iterations[0]  # the T cells differ only in their index t
     x = trace.x[:images]
+    n = x.shape[0]
+    x = x.repeat(T, 1, 1)  # all iterations at once: row t·n + b is image b at μ^(t)
+    mu = torch.cat([m[:images] for m in trace.mu[:T]])
     generator = torch.Generator().manual_seed(seed)
-    parts = {"jac/sigma": list(layer.iterations)}
+    cells = {"jac/sigma": cell}
     if layer.step_size != 1.0:  # the EM part alone: the same iteration with η = 1
-        parts["jac/sigma_em"] = [EMIteration(c.t, 1.0, c.kernel, c.temperature, c.normalize)
-                                 for c in layer.iterations]
+        cells["jac/sigma_em"] = EMIteration(cell.t, 1.0, cell.kernel, cell.temperature, cell.normalize)
     out = []
-    for name, cells in parts.items():
-        sigma = torch.stack([spectral_norm(cell, x, trace.mu[t - 1][:images], steps, generator)
-                             for t, cell in enumerate(cells, start=1)])  # (T, images)
+    for name, c in cells.items():
+        sigma = spectral_norm(c, x, mu, steps, generator).view(T, n)
         out += [(name, 1, sigma.mean(1)), (f"{name}_max", 1, sigma.amax(1))]
     return out
