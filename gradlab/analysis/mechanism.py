@@ -5,6 +5,9 @@ Per (run, rank, step, layer), from the recorded norms:
 - `branch_share`  s_EM = ‖∂L/∂u|_EM‖ / (‖∂L/∂u|_EM‖ + ‖∂L/∂u|_res‖) in the EMA unit
 - `e_gain`        mean over iterations of e_t = (1/τ) mean_n (1 − Σ_k z_nk²)
 - `c_rest`        cos(Σ_{t<T} g_t, g_T); `r_rest` = ‖Σ_{t<T} g_t‖ / ‖g_T‖ (g_t = ∂L/∂X^(t))
+- `turn`          the angle (degrees) between the full gradient ∂L/∂X = Σ_t g_t and the one-step gradient g_T:
+                  cos = (1 + r_rest c_rest) / √(1 + 2 r_rest c_rest + r_rest²); how far backpropagating through the
+                  earlier iterations turns the gradient the backbone receives
 - `grad_params`   the total parameter-gradient norm (root-sum-square of the groups' grad/params)
 and on the Jacobian steps (record.jacobian_every), over the iterations t = 1..T−1 where ρ_t is measured:
 - `sigma`         geometric mean of σ_t (max over the sampled images, the bound's factor); `sigma_em` for HEM
@@ -25,8 +28,8 @@ STEP_KEY = ["run", "rank", "step", "layer"]
 GROUP = ["run", "rank", "layer"]
 PER_LAYER = ("grad/x_total", "grad/out", "grad/unit_em", "grad/unit_res", "grad/x_rest", "grad/x_cos")
 #: the window's numbers that `regime` reports with each verdict
-MECHANISM_COLUMNS = ["gain", "branch_share", "e_gain", "c_rest", "r_rest", "grad_params", "sigma", "sigma_em",
-                     "predicted", "measured", "alignment"]
+MECHANISM_COLUMNS = ["gain", "branch_share", "e_gain", "c_rest", "r_rest", "turn", "grad_params", "sigma",
+                     "sigma_em", "predicted", "measured", "alignment"]
 #: at least this many Jacobian steps enter the window of σ_t (they are sparser than the recorded steps)
 MIN_JACOBIAN_STEPS = 3
 
@@ -53,11 +56,19 @@ def step_mechanism(frame: pd.DataFrame) -> pd.DataFrame:
         out["branch_share"] = wide["grad/unit_em"] / (wide["grad/unit_em"] + wide["grad/unit_res"])
         out["c_rest"] = wide["grad/x_cos"]
         out["r_rest"] = wide["grad/x_rest"] / _last_iteration(frame, "grad/x").reindex(out.index)
+        out["turn"] = turn_angle(out["c_rest"], out["r_rest"])
     out["e_gain"] = _ok(frame, ("e_gain",)).groupby(STEP_KEY)["value"].mean().reindex(out.index)
     params = _ok(frame, ("grad/params",)).assign(sq=lambda f: f["value"] ** 2)
     total = np.sqrt(params.groupby(["run", "rank", "step"])["sq"].sum())
     out["grad_params"] = total.reindex(out.index.droplevel("layer")).to_numpy()
     return out.reset_index()
+
+
+def turn_angle(c_rest, r_rest):
+    """Degrees between g_T + rest and g_T, for ‖rest‖ = r_rest ‖g_T‖ at cosine c_rest with g_T."""
+    along = 1.0 + r_rest * c_rest
+    across = r_rest * np.sqrt(np.clip(1.0 - c_rest ** 2, 0.0, None))
+    return np.degrees(np.arctan2(across, along))
 
 
 def _last_iteration(frame: pd.DataFrame, quantity: str) -> pd.Series:
@@ -101,7 +112,7 @@ def mechanism(frame: pd.DataFrame, fraction: float = 0.1) -> pd.DataFrame:
     """One row per (run, rank, layer): MECHANISM_COLUMNS over the last `fraction` of steps (medians; σ_t over
     the last `fraction` of the Jacobian steps, at least MIN_JACOBIAN_STEPS of them)."""
     steps = window(step_mechanism(frame), "last", fraction)
-    agg = steps.groupby(GROUP)[["gain", "branch_share", "e_gain", "c_rest", "r_rest", "grad_params"]].median()
+    agg = steps.groupby(GROUP)[["gain", "branch_share", "e_gain", "c_rest", "r_rest", "turn", "grad_params"]].median()
     jac = jacobian_mechanism(frame)
     if len(jac):
         n = jac.groupby(GROUP)["step"].transform("size")

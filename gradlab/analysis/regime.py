@@ -121,11 +121,12 @@ def _verdict(r) -> tuple[str, str]:
         zero = f", near zero through {_its(r.near_zero_iterations)}" if r.near_zero_iterations else ""
         return "vanishing", (f"the gradient vanishes through the iterations: {decay_text}{zero}; neither collapse "
                              f"nor saturation ({numbers})") + _note(r)
-    if r.c_rest < th.MISDIRECTED_COS and r.r_rest >= th.MISDIRECTED_REST:
+    if r.turn >= th.MISDIRECTED_TURN:
         return "misdirected", (f"the earlier iterations add a part {r.r_rest:.2g}× as large as the last one's "
-                               f"gradient (r_rest ≥ {th.MISDIRECTED_REST:g}) that barely agrees with it (c_rest = "
-                               f"{r.c_rest:+.2f} < {th.MISDIRECTED_COS:g}): not small but misdirected; {decay_text}; "
-                               f"{numbers}") + _note(r)
+                               f"gradient that barely agrees with it (c_rest = {r.c_rest:+.2f}): the gradient the "
+                               f"backbone receives turns {r.turn:.0f}° away from the one-step gradient (≥ "
+                               f"{th.MISDIRECTED_TURN:g}°): not small but misdirected; {decay_text}; {numbers}"
+                               + _note(r))
     if r.gain < th.ATTENUATED_GAIN or r.branch_share < th.ATTENUATED_SHARE:
         return "attenuated", (f"the layer passes little of the gradient it receives (G = {r.gain:.2g}, threshold "
                               f"{th.ATTENUATED_GAIN:g}; EM-branch share {r.branch_share:.2f}, threshold "
@@ -139,7 +140,8 @@ def _diagnostics_text(r) -> str:
     parts = [text.format(value) for text, value in [
         ("similarity {:.2f}", r.similarity), ("entropy {:.2f} ln K", r.entropy_ratio), ("gain G {:.2g}", r.gain),
         ("EM-branch share {:.2f}", r.branch_share), ("e_gain {:.2g}", r.e_gain), ("c_rest {:+.2f}", r.c_rest),
-        ("r_rest {:.2g}", r.r_rest), ("σ_t {:.2g} (geometric mean)", r.sigma),
+        ("r_rest {:.2g}", r.r_rest), ("turn {:.0f}°", r.turn), ("‖∂L/∂θ‖ {:.2g}", r.grad_params),
+        ("σ_t {:.2g} (geometric mean)", r.sigma),
         ("decay of grad/mu predicted {:+.2f} decades", r.predicted), ("measured {:+.2f}", r.measured),
         ("alignment {:.2g}", r.alignment)] if not _missing(value)]
     return ", ".join(parts) or "no forward diagnostics recorded"

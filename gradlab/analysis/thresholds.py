@@ -37,10 +37,10 @@ SATURATION_ENTROPY = 0.05
 #: regime: a regime holds when at least this fraction of the window's steps show it
 REGIME_MAJORITY = 0.5
 
-#: misdirected (MATH.md §9): the earlier iterations add a part at least MISDIRECTED_REST × ‖g_T‖ whose cosine
-#: with g_T is below MISDIRECTED_COS (window medians of r_rest and c_rest)
-MISDIRECTED_COS = 0.1
-MISDIRECTED_REST = 0.5
+#: misdirected (MATH.md §9): the earlier iterations add a part (r_rest = ‖Σ_{t<T} g_t‖ / ‖g_T‖) that barely
+#: agrees with g_T (c_rest), so large that the full gradient ∂L/∂X turns at least MISDIRECTED_TURN degrees away
+#: from the one-step gradient g_T (the window median of `turn`, gradlab.analysis.mechanism.turn_angle)
+MISDIRECTED_TURN = 35.0
 
 #: attenuated (MATH.md §9): the layer passes little of the gradient it receives, G = ‖∂L/∂X‖ / ‖∂L/∂X̃‖ below
 #: ATTENUATED_GAIN, or the EMA unit's EM branch carries less than ATTENUATED_SHARE of ∂L/∂u

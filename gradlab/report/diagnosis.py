@@ -26,8 +26,9 @@ REGIME_MEANING = {
                  f"{th.EXPLODING_RHO:g}: instability)",
     "vanishing": f"more than {-math.log10(th.VANISHING_RETENTION):g} decades of decay, with neither collapse "
                  "nor saturation",
-    "misdirected": f"the earlier iterations add a part ≥ {th.MISDIRECTED_REST:g}× the last one's gradient whose "
-                   f"cosine with it is below {th.MISDIRECTED_COS:g}: not small, but pointing elsewhere",
+    "misdirected": "the earlier iterations add a large part that barely agrees with the last one's gradient: the "
+                   f"full gradient turns ≥ {th.MISDIRECTED_TURN:g}° away from the one-step gradient (not small, "
+                   "but pointing elsewhere)",
     "attenuated": f"the layer passes little of what it receives: gain G < {th.ATTENUATED_GAIN:g} or EM-branch "
                   f"share < {th.ATTENUATED_SHARE:g}, while the iterations' ratios look healthy",
     "healthy": "the gradient reaches every iteration",

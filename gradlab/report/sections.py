@@ -85,6 +85,7 @@ def diagnosis_section(regimes: pd.DataFrame, fraction: float) -> Section:
 MECHANISM_TEXT = {
     "gain": ("gain G", fmt.factor), "branch_share": ("EM-branch share", fmt.score),
     "e_gain": ("E-step gain e", fmt.factor), "c_rest": ("c_rest", fmt.score), "r_rest": ("r_rest", fmt.factor),
+    "turn": ("turn (°)", fmt.factor),
     "grad_params": ("‖∂L/∂θ‖", fmt.factor), "sigma": ("σ_t (geo. mean)", fmt.factor),
     "predicted": ("predicted decay", fmt.decades), "measured": ("measured decay", fmt.decades),
     "alignment": ("alignment α", fmt.factor),
@@ -99,7 +100,7 @@ def _mechanism_table(shown: pd.DataFrame) -> Table:
         "gain; the EM branch's share of the gradient reaching the EMA unit's input; e = (1/τ) mean_n (1 − Σ_k z²), "
         "what the E-step passes back per unit of logit; c_rest = cos(Σ_{t<T} g_t, g_T) and r_rest = "
         "‖Σ_{t<T} g_t‖ / ‖g_T‖, how much the earlier iterations add to the last one's gradient and whether it "
-        "agrees; the total parameter gradient; σ_t of the state Jacobians, the decay of grad/mu they predict "
+        "agrees, and the angle by which that turns the gradient away from the one-step gradient; the total parameter gradient; σ_t of the state Jacobians, the decay of grad/mu they predict "
         "(an upper bound, Σ log10 σ_t) and the measured one over the same iterations, and the alignment α = "
         "ρ_t / σ_t (geometric mean; ≪ 1: the gradient meets weak directions of J_t)."))
 

@@ -79,7 +79,8 @@ def test_misdirected_attenuated_and_healthy_are_told_apart():
     base = run_records("r", rho=0.7, similarity=0.2, entropy_ratio=0.5)
     misdirected = verdict(with_mechanism(base, c_rest=0.03, r_rest=1.5))
     assert misdirected["regime"] == "misdirected"
-    assert "c_rest = +0.03 < 0.1" in misdirected["reason"] and "1.5× as large" in misdirected["reason"]
+    assert "c_rest = +0.03" in misdirected["reason"] and "1.5× as large" in misdirected["reason"]
+    assert "turns 55° away from the one-step gradient (≥ 35°)" in misdirected["reason"]
     attenuated = verdict(with_mechanism(base, gain=0.005))
     assert attenuated["regime"] == "attenuated" and "G = 0.005" in attenuated["reason"]
     assert verdict(with_mechanism(base, branch_share=0.1))["regime"] == "attenuated"
@@ -92,3 +93,18 @@ def test_misdirected_attenuated_and_healthy_are_told_apart():
 def test_without_mechanism_records_the_old_verdicts_stand():
     r = verdict(run_records("r", rho=0.7, similarity=0.2, entropy_ratio=0.5))
     assert r["regime"] == "healthy" and math.isnan(r["gain"]) and "gain" not in r["reason"]
+
+
+def test_turn_is_the_angle_between_the_full_and_the_one_step_gradient():
+    import numpy as np
+
+    from gradlab.analysis.mechanism import turn_angle
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        g_last, rest = rng.normal(size=20), rng.normal(size=20) * rng.uniform(0.1, 3)
+        c = rest @ g_last / (np.linalg.norm(rest) * np.linalg.norm(g_last))
+        r = np.linalg.norm(rest) / np.linalg.norm(g_last)
+        full = g_last + rest
+        truth = np.degrees(np.arccos(full @ g_last / (np.linalg.norm(full) * np.linalg.norm(g_last))))
+        assert turn_angle(c, r) == pytest.approx(truth, abs=1e-6)
