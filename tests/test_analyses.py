@@ -56,3 +56,19 @@ def test_step_size_study_and_t_eval_run_end_to_end(studies, tmp_path, capsys):
     assert len(t_eval) == 10 and set(t_eval["T_eval"]) == {1, 4} and set(t_eval["T_train"]) == {3}
     assert t_eval["miou"].between(0, 1).all()
     assert (tmp_path / "te" / "t_eval.png").stat().st_size > 0
+
+
+def test_regime_zoo_quick_trains_every_configuration_and_tabulates_the_verdicts(studies, tmp_path, capsys):
+    zoo = importlib.import_module("regime_zoo")
+    from gradlab.analysis.regime import REGIMES
+
+    sets = [a for item in ["data.size=32", "data.train_length=32", "data.val_length=8", "train.batch_size=4"]
+            for a in ("--set", item)]
+    assert zoo.main(["--quick", "--seeds", "1", "--workers", "2", "--out", str(tmp_path), *sets]) == 0
+    table = pd.read_csv(tmp_path / "zoo.csv")
+    assert list(table["intended"]) == [intended for intended, *_ in zoo.ZOO.values()]
+    assert set(table["verdict"]) <= set(REGIMES)
+    text = (tmp_path / "zoo.md").read_text()
+    assert text.startswith("# Regime zoo: intended regime × verdict") and "| intended |" in text
+    assert table.loc[table["intended"] == "no_grad", "verdict"].item() == "no_grad"  # decided by statuses alone
+    assert f"regime_zoo: {len(zoo.ZOO)} runs diagnosed" in capsys.readouterr().out

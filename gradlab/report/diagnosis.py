@@ -13,26 +13,31 @@ from gradlab.analysis._codes import ranges
 from gradlab.report import formatting as fmt
 from gradlab.report.runs import RunInfo
 
-#: what each regime means, for the report's legend (the order in which gradlab.analysis.regime tests them)
-REGIME_MEANING = {
-    "nonfinite": "NaN/Inf gradient norms",
-    "no_grad": "no iteration receives gradient (grad_iterations = 0)",
-    "collapse": f"all bases alike (similarity > {th.COLLAPSE_SIMILARITY:g}) and attention uniform (entropy > "
-                f"{th.COLLAPSE_ENTROPY:g} ln K): the gradient cancels in the softmax (not saturation)",
-    "saturation": f"attention nearly one-hot (entropy < {th.SATURATION_ENTROPY:g} ln K): the softmax Jacobian "
-                  "vanishes (HEMNet's premise)",
-    "one_step": "only the last iteration carries gradient: nothing to decay",
-    "exploding": f"the gradient grows toward the early iterations (R > {th.EXPLODING_RETENTION:g} or ρ > "
-                 f"{th.EXPLODING_RHO:g}: instability)",
-    "vanishing": f"more than {-math.log10(th.VANISHING_RETENTION):g} decades of decay, with neither collapse "
-                 "nor saturation",
-    "misdirected": "the earlier iterations add a large part that barely agrees with the last one's gradient: the "
-                   f"full gradient turns ≥ {th.MISDIRECTED_TURN:g}° away from the one-step gradient (not small, "
-                   "but pointing elsewhere)",
-    "attenuated": f"the layer passes little of what it receives: gain G < {th.ATTENUATED_GAIN:g} or EM-branch "
-                  f"share < {th.ATTENUATED_SHARE:g}, while the iterations' ratios look healthy",
-    "healthy": "the gradient reaches every iteration",
-}
+
+def regime_legend() -> dict[str, str]:
+    """What each regime means, for the report's legend, in the order gradlab.analysis.regime tests them; the
+    thresholds are read when called, so a changed `gradlab.analysis.thresholds` value shows."""
+    return {
+        "nonfinite": "NaN/Inf gradient norms",
+        "no_grad": "no iteration receives gradient (grad_iterations = 0)",
+        "collapse": f"all bases alike (similarity > {th.COLLAPSE_SIMILARITY:g}) and attention uniform (entropy > "
+                    f"{th.COLLAPSE_ENTROPY:g} ln K): the gradient cancels in the softmax (not saturation)",
+        "saturation": f"attention nearly one-hot (entropy < {th.SATURATION_ENTROPY:g} ln K): the softmax Jacobian "
+                      "vanishes (HEMNet's premise)",
+        "one_step": "only the last iteration carries gradient: nothing to decay",
+        "exploding": f"the gradient grows toward the early iterations (R > {th.EXPLODING_RETENTION:g} or ρ > "
+                     f"{th.EXPLODING_RHO:g}: instability)",
+        "vanishing": f"more than {-math.log10(th.VANISHING_RETENTION):g} decades of decay, with neither collapse "
+                     "nor saturation",
+        "misdirected": "the earlier iterations add a large part that barely agrees with the last one's gradient: the "
+                       f"full gradient turns ≥ {th.MISDIRECTED_TURN:g}° away from the one-step gradient (not small, "
+                       "but pointing elsewhere)",
+        "attenuated": f"the layer passes little of what it receives: gain G < {th.ATTENUATED_GAIN:g} or EM-branch "
+                      f"share < {th.ATTENUATED_SHARE:g}, while the iterations' ratios look healthy",
+        "healthy": "the gradient reaches every iteration",
+    }
+
+
 FLAG_ORDER = ("nonfinite", "exploding", "dead", "vanishing", "collapse", "saturation", "spike", "no_grad")
 FLAG_COLUMNS = ["run", "layer", "quantity", "flag", "steps", "first_step", "last_step", "reason"]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from gradlab.report.diagnosis import REGIME_MEANING
+from gradlab.analysis.regime import REGIMES
 from gradlab.report.document import Block, Image, Report, Section, Table, Text
 
 CSS = """
@@ -88,7 +88,7 @@ def _table(table: Table) -> str:
 
 def _cell(value: str, badge: bool) -> str:
     if badge:
-        regime = value if value in REGIME_MEANING or value == "none" else "other"
+        regime = value if value in REGIMES or value == "none" else "other"
         return f'<td><span class="badge regime-{regime}">{esc(value)}</span></td>'
     numeric = value[:1] in "+-0123456789" and len(value) < 24
     return f'<td class="num">{esc(value)}</td>' if numeric else f"<td>{esc(value)}</td>"

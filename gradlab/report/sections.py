@@ -8,7 +8,7 @@ import pandas as pd
 from gradlab.analysis import thresholds as th
 from gradlab.report import formatting as fmt
 from gradlab.report.comparison import config_keys, differing_keys
-from gradlab.report.diagnosis import REGIME_MEANING
+from gradlab.report.diagnosis import regime_legend
 from gradlab.report.document import Section, Table, Text, table_from
 from gradlab.report.runs import RunInfo
 
@@ -73,7 +73,7 @@ def diagnosis_section(regimes: pd.DataFrame, fraction: float) -> Section:
     intro = Text(f"Each EM layer's regime over the last {fraction:.0%} of its recorded steps, from the gradient "
                  "norms and the forward diagnostics beside them (entropy of the attention, similarity of the "
                  "bases). A regime holds when most of the window's steps show it.", "note")
-    legend = Table(["regime", "meaning"], [[k, v] for k, v in REGIME_MEANING.items()], badge="regime",
+    legend = Table(["regime", "meaning"], [[k, v] for k, v in regime_legend().items()], badge="regime",
                    collapsed="How to read the regimes")
     blocks = [intro, table_from(shown, columns, badge="regime")]
     if "gain" in regimes.columns and regimes[list(MECHANISM_TEXT)].notna().any().any():
@@ -100,7 +100,8 @@ def _mechanism_table(shown: pd.DataFrame) -> Table:
         "gain; the EM branch's share of the gradient reaching the EMA unit's input; e = (1/τ) mean_n (1 − Σ_k z²), "
         "what the E-step passes back per unit of logit; c_rest = cos(Σ_{t<T} g_t, g_T) and r_rest = "
         "‖Σ_{t<T} g_t‖ / ‖g_T‖, how much the earlier iterations add to the last one's gradient and whether it "
-        "agrees, and the angle by which that turns the gradient away from the one-step gradient; the total parameter gradient; σ_t of the state Jacobians, the decay of grad/mu they predict "
+        "agrees, and the angle by which that turns the gradient away from the one-step gradient; the total "
+        "parameter gradient; σ_t of the state Jacobians, the decay of grad/mu they predict "
         "(an upper bound, Σ log10 σ_t) and the measured one over the same iterations, and the alignment α = "
         "ρ_t / σ_t (geometric mean; ≪ 1: the gradient meets weak directions of J_t)."))
 

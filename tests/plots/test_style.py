@@ -84,7 +84,7 @@ def test_importing_the_plots_without_a_display_uses_a_non_gui_backend():
 def test_public_names():
     assert set(gradlab.plots.__all__) == {
         "PlotInputError", "ablation_panel", "attention_maps", "decay_curves", "house_style",
-        "objective_per_iteration", "palette", "retention_over_training", "save", "sigma_and_rho", "step_iteration_heatmap",
-        "training_curves",
+        "objective_per_iteration", "palette", "retention_over_training", "save", "sigma_and_rho",
+        "step_iteration_heatmap", "training_curves",
     }
     assert issubclass(gradlab.plots.PlotInputError, ValueError)
