@@ -14,6 +14,9 @@ from gradlab.analysis import compare, load_metrics, load_runs, regime
 from gradlab.plots.style import HUE_FORMATS
 
 QUANTITIES = ("grad/x", "grad/mu")
+#: mechanism numbers (MATH.md §9) averaged over a setting's runs: layer gain, turn of the full gradient away from
+#: the one-step gradient (degrees), total parameter-gradient norm
+MECHANISM_SUMMARY = {"gain": "gain G", "turn": "turn °", "grad_params": "‖∂L/∂θ‖"}
 
 
 def summarize_ablation(run_dirs: Sequence[Path], by: Sequence[str], fraction: float = 0.1) -> pd.DataFrame:
@@ -38,7 +41,8 @@ def summarize_ablation(run_dirs: Sequence[Path], by: Sequence[str], fraction: fl
 
 def regime_counts(records: pd.DataFrame, by: list[str], fraction: float) -> pd.DataFrame:
     """Per (`by`, layer): how many runs ended in each regime, most common first ("healthy 2/3, collapse 1/3"), and
-    the evidence averaged over runs: bases similarity and attention entropy H / ln K (MATH.md §6)."""
+    the evidence averaged over runs: bases similarity, attention entropy H / ln K (MATH.md §6) and
+    MECHANISM_SUMMARY (§9; NaN where not recorded)."""
     verdicts = regime(records, fraction=fraction)
     configs = records[["run", *by]].drop_duplicates("run")
     verdicts = verdicts.astype({"run": object}).merge(configs.astype({"run": object}), on="run")
@@ -46,8 +50,8 @@ def regime_counts(records: pd.DataFrame, by: list[str], fraction: float) -> pd.D
     for key, g in verdicts.groupby([*by, "layer"], observed=True, sort=True):
         counts = g["regime"].value_counts()
         text = ", ".join(f"{name} {n}/{len(g)}" for name, n in counts.items())
-        rows.append(dict(zip([*by, "layer"], key)) | {"regimes": text, "similarity": g["similarity"].mean(),
-                                                      "entropy_ratio": g["entropy_ratio"].mean()})
+        rows.append(dict(zip([*by, "layer"], key)) | {"regimes": text}
+                    | {c: g[c].mean() for c in ("similarity", "entropy_ratio", *MECHANISM_SUMMARY)})
     return pd.DataFrame(rows)
 
 
@@ -75,12 +79,14 @@ def panel_frame(table: pd.DataFrame, x: str, keys: Sequence[str]) -> pd.DataFram
 def to_markdown(table: pd.DataFrame, by: Sequence[str]) -> str:
     """The summary as a Markdown table: estimates with [CI] per grid point."""
     head = [*by, "seeds", "val mIoU", *(f"{q} decades" for q in QUANTITIES), "bases sim.", "H / ln K",
-            "regimes (runs)"]
+            *MECHANISM_SUMMARY.values(), "regimes (runs)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
         cells = [_value(r[k]) for k in by] + [str(int(r["runs"])), _ci(r, "miou", 3)]
         cells += [_ci(r, f"{q} decades", 2) for q in QUANTITIES]
-        cells += [f"{r['similarity']:.2f}", f"{r['entropy_ratio']:.2f}", str(r["regimes"])]
+        cells += [f"{r['similarity']:.2f}", f"{r['entropy_ratio']:.2f}"]
+        cells += [f"{r[c]:.3g}" if np.isfinite(r[c]) else "n/a" for c in MECHANISM_SUMMARY]
+        cells.append(str(r["regimes"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
