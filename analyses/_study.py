@@ -13,13 +13,12 @@ from gradlab.ablate import AblationResult, parse_axis, run_ablation
 from gradlab.cli import one_line
 from gradlab.errors import GradlabError
 
-ROOT = Path(__file__).resolve().parents[1]
-BASE = str(ROOT / "configs" / "ablation.toml")
+BASE = "ablation"  # the preset gradlab/configs/ablation.toml
 
 
 def main(name: str, doc: str, grid: Sequence[str], seeds: int = 3, overrides: Sequence[str] = (),
          after: Callable[[AblationResult], None] | None = None, argv: list[str] | None = None) -> int:
-    """Run study `name` (its grid over configs/ablation.toml) into runs/studies/NAME[-quick], then `after`."""
+    """Run study `name` (its grid over the ablation preset) into runs/studies/NAME[-quick], then `after`."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke-sized runs (minutes, numbers meaningless)")
     parser.add_argument("--workers", type=int, default=2, help="runs at once (default 2)")

@@ -22,6 +22,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from gradlab.train import RunDirectory, load_config, train
 
+    if args.list_presets:
+        return _list_presets(args)
     if args.resume:
         if args.out is None:
             raise GradlabError("--resume needs --out RUN_DIR: the run directory to continue")
@@ -31,6 +33,24 @@ def _train(args: argparse.Namespace) -> int:
     out = args.out or f"runs/{config.model.kind}-T{config.model.iterations}-seed{config.seed}"
     run = train(config, out, resume=args.resume, progress=not args.quiet)
     print(f"run directory: {run.path}")
+    return 0
+
+
+def _list_presets(args: argparse.Namespace) -> int:
+    """`gradlab train --list-presets`: each preset's name and the first sentence of its leading comment."""
+    from gradlab.train.config import preset_names, preset_text
+
+    given = [name for name, on in ((f"a config ({args.config})", args.config is not None), ("--set", args.set),
+                                   ("--out", args.out is not None), ("--resume", args.resume)) if on]
+    if given:
+        raise GradlabError(f"--list-presets cannot be combined with {', '.join(given)}: it only prints the presets")
+    for name in preset_names():
+        comment = []
+        for line in preset_text(name).splitlines():
+            if not line.startswith("#"):
+                break
+            comment.append(line.lstrip("#").strip())
+        print(f"{name:<10} {' '.join(comment).split('. ')[0].removesuffix('.')}".rstrip())
     return 0
 
 
@@ -106,7 +126,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gradlab.train.config import describe_keys
+    from gradlab.train.config import describe_keys, preset_names
+
+    presets = ", ".join(preset_names())
 
     parser = _Parser(prog="gradlab", description="Gradient-flow diagnostics for unrolled EM / HEM.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -118,12 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train a segmentation model with an EM/HEM head",
                         formatter_class=argparse.RawDescriptionHelpFormatter,
-                        epilog="config keys (name, default, meaning [allowed]):\n" + describe_keys())
-    tr.add_argument("config", nargs="?", default=None, help="TOML file or preset name in configs/ (e.g. demo)")
+                        epilog=f"presets: {presets} (gradlab train --list-presets)\n\n"
+                               "config keys (name, default, meaning [allowed]):\n" + describe_keys())
+    tr.add_argument("config", nargs="?", default=None,
+                    help=f"a TOML file, or the name of a preset shipped with gradlab ({presets})")
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key (repeatable)")
     tr.add_argument("--out", default=None, help="run directory (default runs/<kind>-T<iterations>-seed<seed>)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.add_argument("--list-presets", action="store_true", help="print the presets with a line on each, and exit")
     tr.set_defaults(func=_train)
 
     abl = sub.add_parser("ablate", help="run a grid of configurations x seeds (resumable) and summarise it",
@@ -131,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "runs are skipped and unfinished ones resumed, so rerunning the same command continues "
                          "an interrupted ablation. Writes summary.md / summary.csv (CIs over seeds), "
                          "ablation.png and report/.")
-    abl.add_argument("config", nargs="?", default=None, help="base TOML file or preset (e.g. demo)")
+    abl.add_argument("config", nargs="?", default=None, help=f"base TOML file or preset ({presets})")
     abl.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                      help="an axis of the grid, any config key (repeatable), e.g. model.iterations=1,3,8")
     abl.add_argument("--seeds", type=int, default=1, help="seeds per grid point: seed, seed+1, ... (default 1)")

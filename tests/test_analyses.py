@@ -1,4 +1,4 @@
-"""The studies in analyses/: every grid is valid over configs/ablation.toml, and a study runs end to end."""
+"""The studies in analyses/: every grid is valid over the ablation preset, and a study runs end to end."""
 
 from __future__ import annotations
 

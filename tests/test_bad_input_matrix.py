@@ -310,6 +310,20 @@ CASES = [
          what="`gradlab trian demo` (a typo; argparse's error as one line)"),
     Case("usage: not a number", lambda c: ablate(c, "--grid", "model.iterations=1,2", "--seeds", "abc"),
          "argument --seeds: invalid int value: 'abc'", subprocess=True, what="`--seeds abc`"),
+    # presets
+    Case("unknown preset", lambda c: train(c, config="demoo"),
+         "no config file 'demoo': give a TOML path or a preset (ablation, demo, voc)",
+         what="`gradlab train demoo` (a typo of a preset)"),
+    Case("ablate unknown preset", lambda c: ["ablate", "demoo", "--grid", "model.iterations=1,2", "--out",
+                                             str(c.out), "--quick"],
+         "no config file 'demoo': give a TOML path or a preset (ablation, demo, voc)",
+         what="`gradlab ablate demoo --grid model.iterations=1,2`"),
+    Case("--list-presets with a config", lambda c: ["train", "demo", "--list-presets"],
+         "--list-presets cannot be combined with a config (demo): it only prints the presets",
+         what="`gradlab train demo --list-presets`"),
+    Case("--list-presets with --out", lambda c: ["train", "--list-presets", "--out", str(c.out)],
+         "--list-presets cannot be combined with --out: it only prints the presets", subprocess=True,
+         what="`gradlab train --list-presets --out DIR` (in a subprocess)"),
 ]
 
 

@@ -102,6 +102,14 @@ def test_train_help_lists_every_key(capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "model.grad_iterations" in out and "record.every" in out and "train.checkpoint_every" in out
+    assert "presets: ablation, demo, voc" in out
+
+
+def test_list_presets_prints_each_preset_with_its_description(capsys):
+    assert main(["train", "--list-presets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["ablation", "demo", "voc"]
+    assert lines[1].startswith("demo       The demo: a tiny dilated ResNet")
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field, fields
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
+from gradlab._toml import tomllib
 from gradlab.errors import ConfigError
-
-PRESETS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def key(default: Any, help: str, allowed: str = "", check=None) -> Any:
@@ -178,23 +176,50 @@ def from_dict(data: dict[str, Any]) -> Config:
     return config
 
 
+def preset_names() -> list[str]:
+    """The presets shipped inside the package (gradlab/configs/NAME.toml, package data), e.g. demo."""
+    return sorted(p.name.removesuffix(".toml") for p in _presets().iterdir() if p.name.endswith(".toml"))
+
+
+def preset_text(name: str) -> str:
+    """The TOML text of preset `name` (one of preset_names())."""
+    if name not in preset_names():
+        raise ConfigError(f"no preset {name!r}: the presets are {', '.join(preset_names())}")
+    return (_presets() / f"{name}.toml").read_text(encoding="utf-8")
+
+
+def _presets():
+    """The presets' folder as importlib.resources sees it: works from a source tree, a wheel or a zip."""
+    return resources.files("gradlab") / "configs"
+
+
 def load_config(source: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """A preset name from configs/ (e.g. "demo"), a TOML path, or None for the defaults; then overrides."""
+    """A TOML path, a preset name (e.g. "demo", see preset_names()), or None for the defaults; then overrides.
+    An existing file wins over a preset of the same name; a folder does not."""
     config = Config()
     if source is not None:
         path = Path(source)
-        if not path.is_file() and (PRESETS / f"{source}.toml").is_file():
-            path = PRESETS / f"{source}.toml"
-        if not path.is_file():
-            names = ", ".join(p.stem for p in sorted(PRESETS.glob("*.toml")))
-            raise ConfigError(f"no config file {str(source)!r}: give a TOML path or a preset ({names})")
+        if path.is_file():
+            where, text = str(path), _read_config(path)
+        elif str(source) in preset_names():
+            where, text = f"preset {source}", preset_text(str(source))
+        else:
+            raise ConfigError(f"no config file {str(source)!r}: give a TOML path or a preset "
+                              f"({', '.join(preset_names())})")
         try:
-            config = from_dict(tomllib.loads(path.read_text(encoding="utf-8")))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-            raise ConfigError(f"{path} is not valid TOML: {err}") from None
-        except OSError as err:
-            raise ConfigError(f"config file {path} cannot be read: {err.strerror or err}") from None
+            config = from_dict(tomllib.loads(text))
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{where} is not valid TOML: {err}") from None
     return validate(apply_overrides(config, overrides or []))
+
+
+def _read_config(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path} is not valid TOML: {err}") from None
+    except OSError as err:
+        raise ConfigError(f"config file {path} cannot be read: {err.strerror or err}") from None
 
 
 def validate(config: Config) -> Config:

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
-import tomllib
 
+from gradlab._toml import tomllib
 from gradlab.errors import ConfigError
 from gradlab.train.config import Config, describe_keys, from_dict, load_config, to_flat_dict, to_toml
 
@@ -56,9 +56,10 @@ def test_every_key_is_described():
 
 
 def test_every_preset_loads(tmp_path):
-    from gradlab.train.config import PRESETS
+    from gradlab.train.config import preset_names
 
-    for preset in sorted(PRESETS.glob("*.toml")):
+    assert preset_names() == ["ablation", "demo", "voc"]
+    for preset in preset_names():
         config = load_config(preset, [f"data.root='{tmp_path}'"])
         assert config == from_dict(tomllib.loads(to_toml(config)))
 
@@ -72,3 +73,16 @@ def test_a_folder_named_like_a_preset_does_not_hide_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "demo").mkdir()
     assert load_config("demo").model.iterations == 6
+
+
+def test_a_file_wins_over_a_preset_of_the_same_name_and_unknown_presets_name_the_real_ones(tmp_path, monkeypatch):
+    from gradlab.train.config import preset_text
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").write_text("[model]\niterations = 2\n")
+    assert load_config("demo").model.iterations == 2
+    assert "[model]" in preset_text("demo")
+    with pytest.raises(ConfigError, match=r"no preset 'demoo': the presets are ablation, demo, voc"):
+        preset_text("demoo")
+    with pytest.raises(ConfigError, match=r"no config file 'demoo': give a TOML path or a preset \(ablation, demo, voc\)"):
+        load_config("demoo")
