@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import os
 import platform
 import statistics
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import torch
 
 from gradlab.atomic import write_text
+from gradlab.parallel import available_cpus
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -23,7 +23,7 @@ def machine() -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
+        "cores": available_cpus(),  # the CPUs this process may use (its affinity), not the machine's
         "threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }

@@ -163,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     abl.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
     abl.add_argument("--out", default="runs/ablation", help="folder of the runs (default runs/ablation)")
     abl.add_argument("--workers", type=int, default=1, help="runs trained at once (default 1)")
-    abl.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / workers)")
+    abl.add_argument("--threads", type=int, default=None,
+                     help="torch threads per run (default: the CPUs this process may use / workers)")
     abl.add_argument("--quick", action="store_true",
                      help="smoke-sized runs (few steps, one small validation): checks a grid end to end in "
                           "minutes; its numbers mean nothing")

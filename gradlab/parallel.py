@@ -1,6 +1,9 @@
-"""Helpers for wrapped and distributed models, shared by the recorder, the models and the trainer."""
+"""Helpers for wrapped and distributed models, shared by the recorder, the models and the trainer, and the count
+of CPUs this process may use (for worker and thread defaults)."""
 
 from __future__ import annotations
+
+import os
 
 import torch.distributed as dist
 from torch import nn
@@ -11,6 +14,15 @@ def unwrap(model: nn.Module) -> nn.Module:
     while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
         model = model.module
     return model
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on: its affinity mask (taskset, cgroup cpusets, Slurm, containers pinned to
+    cores), not the machine's count; os.cpu_count() where the platform has no affinity (macOS, Windows)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def current_rank() -> int:

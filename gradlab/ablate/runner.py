@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from gradlab.ablate.grid import Trial
 from gradlab.errors import ConfigError
+from gradlab.parallel import available_cpus
 from gradlab.train.config import to_toml
 from gradlab.train.metrics_log import final_value
 from gradlab.train.run_dir import RunDirectory
@@ -38,7 +39,7 @@ class Outcome:
 def run_trials(trials: list[Trial], out: Path, config: str | None, workers: int = 1, threads: int | None = None,
                progress: bool = True) -> list[Outcome]:
     """Run (or skip, or resume) every trial into out/NAME; returns one Outcome per trial, in trial order."""
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    threads = threads or max(1, available_cpus() // workers)
     outcomes: dict[str, Outcome] = {}
     todo = []
     for trial in trials:

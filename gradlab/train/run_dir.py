@@ -53,11 +53,12 @@ class RunDirectory:
 
 
 def run_meta(config: Config, device: torch.device, world: int) -> dict[str, Any]:
-    """Versions, seed, git revision and device: what it takes to reproduce the run."""
+    """Versions, seed, the git revision of the user's working directory and device: what it takes to reproduce
+    the run."""
     import gradlab
 
     return {
-        "gradlab": gradlab.__version__,
+        "gradlab_version": gradlab.__version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "seed": config.seed,
@@ -68,10 +69,13 @@ def run_meta(config: Config, device: torch.device, world: int) -> dict[str, Any]
     }
 
 
-def git_revision() -> str | None:
+def git_revision(cwd: str | Path | None = None) -> str | None:
+    """The commit checked out where the user runs gradlab (`cwd`, default the current directory): the code and
+    configs of their project, not gradlab's own source tree (gradlab_version says which gradlab ran). None
+    outside a git repository, in one without commits, or without git."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent)
+        out = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=cwd or Path.cwd())
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 
 import pandas as pd
 import pytest
@@ -14,13 +16,15 @@ import gradlab.train
 from gradlab.train import NonFiniteError, train
 from gradlab.train import trainer as trainer_module
 from gradlab.train.evaluate import evaluate
+from gradlab.train.run_dir import git_revision
 from gradlab.train.trainer import build_data, build_net
 from tests.train.conftest import tiny_config
 
 
 def test_a_run_directory_holds_everything(tmp_path):
     run = train(tiny_config(), tmp_path / "run", progress=False)
-    assert json.loads(run.meta_path.read_text())["status"] == "complete"
+    meta = json.loads(run.meta_path.read_text())
+    assert meta["status"] == "complete" and meta["gradlab_version"] == gradlab.__version__
     assert run.config() == tiny_config()
     state = torch.load(run.checkpoint, weights_only=True)
     assert state["step"] == 6
@@ -101,6 +105,25 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0(tmp_path, 
     pd.testing.assert_frame_equal(ra.reset_index(drop=True), rb.reset_index(drop=True), rtol=1e-6)
     ma, mb = (pd.read_parquet(r.metrics_path) for r in (straight, resumed))
     pd.testing.assert_frame_equal(ma, mb, rtol=1e-6)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_meta_records_the_commit_of_the_users_working_directory(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run([*git, "init", "-q"], cwd=project, check=True)
+    assert git_revision(project) is None  # a repository without commits
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "mine"], cwd=project, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True).stdout.strip()
+    monkeypatch.chdir(project)
+    run = train(tiny_config(), tmp_path / "run", progress=False)
+    meta = json.loads(run.meta_path.read_text())
+    assert meta["git_revision"] == head and meta["gradlab_version"] == gradlab.__version__
+    (tmp_path / "plain").mkdir()
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))  # however tmp_path is placed
+    monkeypatch.chdir(tmp_path / "plain")
+    assert git_revision() is None
 
 
 class NaNImages(torch.utils.data.Dataset):
