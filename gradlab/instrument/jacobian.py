@@ -31,7 +31,7 @@ def spectral_norm(cell: EMIteration, x: torch.Tensor, mu: torch.Tensor, steps: i
     Plain reverse mode twice, with one graph kept: Jᵀu is built once as a function of a dummy u
     (create_graph), so J v = ∂⟨Jᵀu, v⟩/∂u and Jᵀ(J v) are one small backward each; no forward-mode AD."""
     x = x.detach()
-    v = torch.randn(mu.shape, generator=generator, device="cpu", dtype=mu.dtype).to(mu.device)
+    v = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)  # no host transfer
     v = v / _per_image_norm(v)
     with torch.enable_grad():
         m = mu.detach().clone().requires_grad_()  # μ^(0) is an expanded view of the bases: a real tensor here
@@ -55,7 +55,7 @@ def state_jacobian_norms(layer: UnrolledEM, trace: Trace, images: int = JACOBIAN
     n = x.shape[0]
     x = x.repeat(T, 1, 1)  # all iterations at once: row t·n + b is image b at μ^(t)
     mu = torch.cat([m[:images] for m in trace.mu[:T]])
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(x.device).manual_seed(seed)
     cells = {"jac/sigma": cell}
     if layer.step_size != 1.0:  # the EM part alone: the same iteration with η = 1
         cells["jac/sigma_em"] = EMIteration(cell.t, 1.0, cell.kernel, cell.temperature, cell.normalize)
