@@ -61,15 +61,15 @@ ZOO: dict[str, tuple[str, str, list[str], str]] = {
 FIRST_SEED = 10
 
 
-def run_zoo(out: Path, regimes: list[str], seeds: int, workers: int, quick: bool,
-            extra: list[str] = ()) -> list[tuple[str, Path]]:
+def run_zoo(out: Path, regimes: list[str], seeds: int, workers: int, quick: bool, extra: list[str] = (),
+            threads: int | None = None) -> list[tuple[str, Path]]:
     """Train every seed of every chosen configuration (resumable: finished runs are skipped) → (name, run dir)."""
     done = []
     for name in regimes:
         _, axis, overrides, _ = ZOO[name]
         sets = [f"seed={FIRST_SEED}", *overrides, *extra]
         result = run_ablation(BASE, [parse_axis(axis)], seeds, out / name, overrides=sets, workers=workers,
-                              quick=quick, report=False)
+                              threads=threads, quick=quick, report=False)
         done += [(name, out / name / t.name) for t in result.trials if RunDirectory(out / name / t.name).complete]
     return done
 
@@ -117,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke-sized runs (minutes, verdicts meaningless)")
     parser.add_argument("--workers", type=int, default=2, help="runs at once (default 2)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per regime (default 3)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per run (default: the CPUs available / workers); with two zoo processes "
+                             "side by side (disjoint --only), give each --workers 1 --threads 1")
     parser.add_argument("--only", default=",".join(ZOO), help="comma-separated configurations (default: all)")
     parser.add_argument("--out", default=None, help="folder (default runs/studies/regime_zoo, -quick with --quick)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -131,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or f"runs/studies/regime_zoo{'-quick' if args.quick else ''}")
     began = time.monotonic()
     try:
-        done = run_zoo(out, regimes, args.seeds, args.workers, args.quick, args.set)
+        done = run_zoo(out, regimes, args.seeds, args.workers, args.quick, args.set, args.threads)
     except GradlabError as err:
         print(f"regime_zoo: error: {one_line(err)}", file=sys.stderr)
         return 2
