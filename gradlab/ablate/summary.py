@@ -12,6 +12,7 @@ import pandas as pd
 
 from gradlab.analysis import compare, load_metrics, load_runs, regime
 from gradlab.plots.style import HUE_FORMATS
+from gradlab.report import formatting as fmt
 
 QUANTITIES = ("grad/x", "grad/mu")
 #: mechanism numbers (MATH.md §9) averaged over a setting's runs: layer gain, turn of the full gradient away from
@@ -82,21 +83,21 @@ def to_markdown(table: pd.DataFrame, by: Sequence[str]) -> str:
             *MECHANISM_SUMMARY.values(), "regimes (runs)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
-        cells = [_value(r[k]) for k in by] + [str(int(r["runs"])), _ci(r, "miou", 3)]
-        cells += [_ci(r, f"{q} decades", 2) for q in QUANTITIES]
-        cells += [f"{r['similarity']:.2f}", f"{r['entropy_ratio']:.2f}"]
-        cells += [f"{r[c]:.3g}" if np.isfinite(r[c]) else "n/a" for c in MECHANISM_SUMMARY]
+        cells = [_value(r[k]) for k in by] + [str(int(r["runs"])), _ci(r, "miou", fmt.number)]
+        cells += [_ci(r, f"{q} decades", fmt.decades) for q in QUANTITIES]
+        cells += [fmt.number(r[c]) for c in ("similarity", "entropy_ratio", *MECHANISM_SUMMARY)]
         cells.append(str(r["regimes"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _ci(row: pd.Series, column: str, digits: int) -> str:
+def _ci(row: pd.Series, column: str, form) -> str:
+    """"0.571 [0.552, 0.590]" (the estimate and its CI in the report's formats); the estimate alone without a CI."""
     est, low, high = row[column], row[f"{column}_low"], row[f"{column}_high"]
     if not np.isfinite(est):
-        return "n/a"
-    bounds = f" [{low:.{digits}f}, {high:.{digits}f}]" if np.isfinite(low) and np.isfinite(high) else ""
-    return f"{est:.{digits}f}{bounds}"
+        return fmt.MISSING
+    bounds = fmt.interval(low, high, form)
+    return form(est) if bounds == fmt.MISSING else f"{form(est)} {bounds}"
 
 
 def _value(v) -> str:

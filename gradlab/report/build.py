@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradlab
 from gradlab.analysis import decay
 from gradlab.atomic import write_text
+from gradlab.report import formatting as fmt
 from gradlab.report import sections
 from gradlab.report.attribution import attribution_images, attribution_table, copy_image
 from gradlab.report.comparison import comparison_keys, comparison_table, hue_column
@@ -26,11 +27,13 @@ DEFAULT_DPI = 110
 
 @dataclass(frozen=True)
 class ReportPaths:
-    """Where a report was written: the HTML file, the Markdown file and the PNG figures beside them."""
+    """Where a report was written: the HTML file, the Markdown file and the PNG figures beside them; `report`,
+    the Report both were written from (its tables' cells are what the files show)."""
 
     html: Path
     markdown: Path
     figures: list[Path]
+    report: Report | None = field(default=None, compare=False, repr=False)
 
     @property
     def folder(self) -> Path:
@@ -54,7 +57,7 @@ def build_report(run_dirs: str | os.PathLike | Iterable[str | os.PathLike], out_
     report, figures = assemble(data, out, title=title, dpi=dpi, fraction=fraction)
     write_text(out / "report.html", to_html(report))
     write_text(out / "report.md", to_markdown(report))
-    return ReportPaths(out / "report.html", out / "report.md", figures)
+    return ReportPaths(out / "report.html", out / "report.md", figures, report)
 
 
 def assemble(data: RunData, out: Path, *, title: str | None, dpi: int, fraction: float) -> tuple[Report, list[Path]]:
@@ -104,7 +107,7 @@ def _attribution(data: RunData, out: Path) -> tuple[Section | None, list[Path]]:
     for run in data.runs:
         table = attribution_table(run.run_dir)
         if table is not None:
-            rows = [[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row]
+            rows = [[fmt.number(v) if isinstance(v, float) else str(v) for v in row]
                     for row in table.itertuples(index=False, name=None)]
             blocks.append(Table([str(c) for c in table.columns], rows,
                                 caption=f"{run.name}: attribution.parquet (first {len(table)} rows)"))

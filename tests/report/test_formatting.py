@@ -13,6 +13,16 @@ def test_decades_show_sign_and_say_dead_or_undefined():
     assert fmt.decades(-math.inf) == "-inf (dead)" and fmt.decades(math.nan) == "n/a"
 
 
+def test_every_measured_number_has_three_significant_digits_with_its_zeros():
+    assert [fmt.number(v) for v in (0.5921, 0.571, 0.5, 12.345, 1234.5, 0.00123)] == [
+        "0.592", "0.571", "0.500", "12.3", "1234", "0.00123"]
+    assert fmt.number(1.2e-5) == "1.20e-05" and fmt.number(99999.0) == "1.00e+05" and fmt.number(0.9996) == "1.00"
+    assert fmt.number(0) == "0" and fmt.number(-math.inf) == "-inf" and fmt.number(math.nan) == "n/a"
+    assert fmt.number(None) == "n/a"
+    assert fmt.score is fmt.number and fmt.loss is fmt.number and fmt.factor is fmt.number  # one formatter
+    assert fmt.interval(0.25, 0.5) == "[0.250, 0.500]"
+
+
 def test_half_depth_says_when_the_gradient_never_halves():
     assert fmt.half_depth(2.0, 1.0) == "2"
     assert fmt.half_depth(1.0, 0.25) == "1 (25% of steps)"

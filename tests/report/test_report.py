@@ -66,7 +66,7 @@ def test_headline_decades_and_miou_match_the_analysis_computed_independently(rep
     for run, path in runs.items():
         metrics = pd.read_parquet(path / "metrics.parquet")
         miou = metrics[metrics["name"] == "miou"].sort_values("step")["value"].iloc[-1]
-        assert column(header, rows, "val mIoU")[column(header, rows, "run").index(run)] == f"{miou:.3f}"
+        assert column(header, rows, "val mIoU")[column(header, rows, "run").index(run)] == f"{miou:#.3g}"
 
 
 def test_one_step_run_says_its_early_iterations_run_under_no_grad(report):
@@ -163,7 +163,7 @@ def test_attribution_figures_and_table_of_a_run_are_included(runs, tmp_path, rep
     paths = build_report([run], tmp_path / "out", dpi=DPI)
     part = section(parse_html(paths.html), "attribution")
     assert len(part.findall(".//img")) == 1
-    assert table_rows(part)[1] == [["1", "0.1"], ["2", "0.3"], ["3", "0.6"]]
+    assert table_rows(part)[1] == [["1", "0.100"], ["2", "0.300"], ["3", "0.600"]]
     assert "figures/attribution-hem-attribution-iterations.png" in paths.markdown.read_text()
     assert (paths.folder / "figures" / "attribution-hem-attribution-iterations.png").is_file()
 
