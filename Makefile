@@ -1,15 +1,23 @@
-# Every target sets up .venv on first use: torch==2.13.0 (CPU wheel) first, then the project (see docs/ENV notes).
+# Every target sets up .venv on first use: the pinned torch==2.13.0 first, on its own (the CPU wheel where pip's
+# config offers one, as on this machine), so the project's torch>=2.6 is already met and pip pulls no other
+# build; then the project, editable, with its dev and notebook extras.
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# pip at -qq prints errors only (a failed download, resolution or build still prints its ERROR lines and stops
+# make). Plain -q still prints a WARNING per package when the machine's pip config names extra indexes that lack
+# it (here ~/.config/pip/pip.conf: file:///opt/pypi*/simple, one "Location ... is ignored" line per package, pages
+# of them) and setuptools' notice block about editable installs. `make PIP_QUIET=-q` shows them again.
+PIP_QUIET ?= -qq
+PIP    := $(PY) -m pip $(PIP_QUIET)
 
 .PHONY: demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,notebooks]'
+	$(PIP) install --upgrade pip
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e '.[dev,notebooks]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -18,8 +26,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 -p no:cacheprovider
 
+# The package, tests, benchmarks, analyses and notebooks (ruff reads .ipynb cells); what .ci/run runs first.
 lint: $(STAMP)
-	$(VENV)/bin/ruff check gradlab tests benchmarks
+	$(VENV)/bin/ruff check .
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.recorder_overhead
