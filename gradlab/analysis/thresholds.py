@@ -39,8 +39,10 @@ REGIME_MAJORITY = 0.5
 
 #: misdirected (MATH.md §9): the earlier iterations add a part (r_rest = ‖Σ_{t<T} g_t‖ / ‖g_T‖) that barely
 #: agrees with g_T (c_rest), so large that the full gradient ∂L/∂X turns at least MISDIRECTED_TURN degrees away
-#: from the one-step gradient g_T (the window median of `turn`, gradlab.analysis.mechanism.turn_angle)
-MISDIRECTED_TURN = 35.0
+#: from the one-step gradient g_T (the window median of `turn`, gradlab.analysis.mechanism.turn_angle). Set on
+#: real runs before the regime zoo's held-out seeds were diagnosed: EM at τ = 1 turns 17–20° (the demo, T = 6),
+#: EM at τ = 0.25, T ≥ 3 turns 31–36° per run and loses accuracy (the T_train study's seeds 0–2, docs/diagnosis.md)
+MISDIRECTED_TURN = 30.0
 
 #: attenuated (MATH.md §9): the layer passes little of the gradient it receives, G = ‖∂L/∂X‖ / ‖∂L/∂X̃‖ below
 #: ATTENUATED_GAIN, or the EMA unit's EM branch carries less than ATTENUATED_SHARE of ∂L/∂u

@@ -80,7 +80,7 @@ def test_misdirected_attenuated_and_healthy_are_told_apart():
     misdirected = verdict(with_mechanism(base, c_rest=0.03, r_rest=1.5))
     assert misdirected["regime"] == "misdirected"
     assert "c_rest = +0.03" in misdirected["reason"] and "1.5× as large" in misdirected["reason"]
-    assert "turns 55° away from the one-step gradient (≥ 35°)" in misdirected["reason"]
+    assert "turns 55° away from the one-step gradient (≥ 30°)" in misdirected["reason"]
     attenuated = verdict(with_mechanism(base, gain=0.005))
     assert attenuated["regime"] == "attenuated" and "G = 0.005" in attenuated["reason"]
     assert verdict(with_mechanism(base, branch_share=0.1))["regime"] == "attenuated"
