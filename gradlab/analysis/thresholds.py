@@ -41,7 +41,8 @@ REGIME_MAJORITY = 0.5
 #: agrees with g_T (c_rest), so large that the full gradient ∂L/∂X turns at least MISDIRECTED_TURN degrees away
 #: from the one-step gradient g_T (the window median of `turn`, gradlab.analysis.mechanism.turn_angle). Set on
 #: real runs before the regime zoo's held-out seeds were diagnosed: EM at τ = 1 turns 17–20° (the demo, T = 6),
-#: EM at τ = 0.25, T ≥ 3 turns 31–36° per run and loses accuracy (the T_train study's seeds 0–2, docs/diagnosis.md)
+#: EM at τ = 0.25, T ≥ 3 turns 30–47° per run and loses accuracy (the T_train study's seeds 0–2; a saturated and a
+#: nearly collapsed run turn 13° and 18°; docs/diagnosis.md)
 MISDIRECTED_TURN = 30.0
 
 #: attenuated (MATH.md §9): the layer passes little of the gradient it receives, G = ‖∂L/∂X‖ / ‖∂L/∂X̃‖ below
