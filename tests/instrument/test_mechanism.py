@@ -183,3 +183,14 @@ def test_jacobian_schedule_and_training_untouched(batch):
     assert sorted(frame[frame.quantity == "jac/sigma"].step.unique()) == [0, 2]
     assert not runs[0][0].quantity.str.startswith("jac/").any()
     assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[2][1]))
+
+
+@pytest.mark.parametrize("options", [{"jacobian_every": -1}, {"jacobian_every": 2.5}, {"jacobian_every": True},
+                                     {"jacobian_images": 0}, {"jacobian_images": "2"}])
+def test_bad_jacobian_options_are_refused_before_anything_is_attached(options):
+    from gradlab.errors import ConfigError
+
+    net = make_net()
+    with pytest.raises(ConfigError, match=next(iter(options))):
+        gradlab.watch(net, **options)
+    gradlab.watch(net).close()  # nothing was left attached: the model can be watched again
