@@ -192,10 +192,6 @@ CASES = [
          "model.iterations='x' has the wrong type: expected int", what="`--set model.iterations='x'`"),
     Case("out of range", lambda c: train(c, "model.step_size=2.5"),
          "model.step_size=2.5 is out of range: allowed in (0, 2)", what="`--set model.step_size=2.5`"),
-    Case("negative Jacobian schedule", lambda c: train(c, "record.jacobian_every=-1"),
-         "record.jacobian_every=-1 is out of range: allowed >= 0", what="`--set record.jacobian_every=-1`"),
-    Case("no Jacobian images", lambda c: train(c, "record.jacobian_images=0"),
-         "record.jacobian_images=0 is out of range: allowed >= 1", what="`--set record.jacobian_images=0`"),
     Case("grad_iterations > iterations", lambda c: train(c, "model.grad_iterations=3"),
          "model.grad_iterations=3 is out of range: allowed 'all' or an integer in [0, model.iterations=2]",
          what="`--set model.grad_iterations=3` with T = 2"),
@@ -328,6 +324,10 @@ CASES = [
     Case("--list-presets with --out", lambda c: ["train", "--list-presets", "--out", str(c.out)],
          "--list-presets cannot be combined with --out: it only prints the presets", subprocess=True,
          what="`gradlab train --list-presets --out DIR` (in a subprocess)"),
+    Case("negative Jacobian schedule", lambda c: train(c, "record.jacobian_every=-1"),
+         "record.jacobian_every=-1 is out of range: allowed >= 0", what="`--set record.jacobian_every=-1`"),
+    Case("no Jacobian images", lambda c: train(c, "record.jacobian_images=0"),
+         "record.jacobian_images=0 is out of range: allowed >= 1", what="`--set record.jacobian_images=0`"),
 ]
 
 
