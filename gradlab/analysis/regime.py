@@ -3,7 +3,7 @@
 The per-step evidence (decay of `grad/x`, collapse, saturation, statuses) is read over a window of the last
 steps; a regime holds when at least REGIME_MAJORITY of the window's steps show it. The first that holds wins:
 
-  nonfinite → no_grad → collapse → saturation → one_step → exploding → vanishing → misdirected → attenuated
+  nonfinite → no_grad → dead → collapse → saturation → one_step → exploding → vanishing → misdirected → attenuated
   → healthy
 
 Collapse comes before the decay regimes because it explains them: when all bases are alike and attention is
@@ -29,19 +29,20 @@ from gradlab.analysis.decay import decay, profile
 from gradlab.analysis.flags import STEP_KEY, diagnostics
 from gradlab.analysis.mechanism import mechanism
 
-REGIMES = ("nonfinite", "no_grad", "collapse", "saturation", "one_step", "exploding", "vanishing", "misdirected",
-           "attenuated", "healthy")
+REGIMES = ("nonfinite", "no_grad", "dead", "collapse", "saturation", "one_step", "exploding", "vanishing",
+           "misdirected", "attenuated", "healthy")
 GROUP = ["run", "rank", "layer"]
 
 
 def step_evidence(frame: pd.DataFrame, quantity: str = "grad/x", bases: int | None = None) -> pd.DataFrame:
     """Per (run, rank, step, layer): the decay of `quantity`, the diagnostics and the per-step regime booleans."""
     d = decay(frame[matching(frame["quantity"], lambda q: q == quantity)])
-    d = d[[*STEP_KEY, "T", "iterations", "decades", "rho", "no_grad_iterations", "nonfinite"]]
+    d = d[[*STEP_KEY, "T", "iterations", "last", "decades", "rho", "no_grad_iterations", "nonfinite"]]
     diag = diagnostics(frame, bases)[[*STEP_KEY, "similarity", "entropy_ratio"]]
     steps = d.astype({c: object for c in ("run", "layer")}).merge(
         diag.astype({c: object for c in ("run", "layer")}), on=STEP_KEY, how="left")
     steps["no_grad"] = steps["iterations"] == 0
+    steps["dead"] = (steps["iterations"] > 0) & (steps["last"] <= th.DEAD_NORM)  # even the last iteration gets 0
     steps["collapse"] = (steps["similarity"] > th.COLLAPSE_SIMILARITY) & (steps["entropy_ratio"] > th.COLLAPSE_ENTROPY)
     steps["saturation"] = steps["entropy_ratio"] < th.SATURATION_ENTROPY
     steps["one_step"] = steps["iterations"] == 1
@@ -71,7 +72,7 @@ def regime(frame: pd.DataFrame, quantity: str = "grad/x", fraction: float = 0.1,
         steps=("step", "size"), from_step=("step", "min"), to_step=("step", "max"), T=("T", "max"),
         decades=("decades", "mean"), log_rho=("log_rho", "mean"), similarity=("similarity", "mean"),
         entropy_ratio=("entropy_ratio", "mean"), no_grad_iterations=("no_grad_iterations", "last"),
-        **{f"share_{r}": (r, "mean") for r in ("nonfinite", "no_grad", "collapse", "saturation", "one_step")})
+        **{f"share_{r}": (r, "mean") for r in ("nonfinite", "no_grad", "dead", "collapse", "saturation", "one_step")})
     agg["rho"] = np.exp(agg.pop("log_rho"))
     agg = agg.join(onset(steps, "collapse")).join(onset(steps, "saturation")).reset_index()
     near_zero = _near_zero_iterations(frame, last, quantity)
@@ -101,6 +102,10 @@ def _verdict(r) -> tuple[str, str]:
     if r.share_no_grad >= majority:
         return "no_grad", (f"no gradient reaches any iteration (status no_grad/unused at "
                            f"{_its(r.no_grad_iterations)}): the layer's input gets none through the EM loop")
+    if r.share_dead >= majority:
+        return "dead", (f"the gradient reaching the layer is exactly 0 (or underflowed) at every iteration at "
+                        f"{r.share_dead:.0%} of steps {r.from_step}–{r.to_step}: nothing downstream passes gradient "
+                        f"back (the layer's output gets none), so there is no decay to read; {numbers}") + _note(r)
     if r.share_collapse >= majority:
         cause = (f"the near-zero gradient through {_its(r.near_zero_iterations)} is a consequence of the "
                  "collapse, not of saturation" if r.near_zero_iterations else decay_text)

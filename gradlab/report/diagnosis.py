@@ -20,6 +20,7 @@ def regime_legend() -> dict[str, str]:
     return {
         "nonfinite": "NaN/Inf gradient norms",
         "no_grad": "no iteration receives gradient (grad_iterations = 0)",
+        "dead": "the gradient reaching the layer is exactly 0 at every iteration: nothing downstream passes any back",
         "collapse": f"all bases alike (similarity > {th.COLLAPSE_SIMILARITY:g}) and attention uniform (entropy > "
                     f"{th.COLLAPSE_ENTROPY:g} ln K): the gradient cancels in the softmax (not saturation)",
         "saturation": f"attention nearly one-hot (entropy < {th.SATURATION_ENTROPY:g} ln K): the softmax Jacobian "

@@ -50,3 +50,12 @@ def test_regime_reads_only_the_last_window_of_training():
 def test_partial_no_grad_is_noted_in_the_reason():
     r = verdicts(run_records("r", T=4, rho=0.7, no_grad=(1,)))["r"]
     assert r["regime"] == "healthy" and "iteration 1 carries no gradient" in r["reason"]
+
+
+def test_an_all_zero_gradient_is_dead_not_healthy():
+    """A layer whose every iteration gets an exact 0 has no decay to read: never "healthy" (seen in real training:
+    the regime zoo's lr = 2 runs, where nothing downstream of the layer passed gradient back)."""
+    frame = run_records("r", rho=0.7, similarity=0.2, entropy_ratio=0.5)
+    frame.loc[frame["quantity"] == "grad/x", "value"] = 0.0
+    r = verdicts(frame)["r"]
+    assert r["regime"] == "dead" and "exactly 0" in r["reason"] and "100% of steps" in r["reason"]
