@@ -9,7 +9,7 @@ import torch.distributed as dist
 from torch import nn
 
 from gradlab.checks import is_int, require
-from gradlab.instrument.taps import tap
+from gradlab.instrument.taps import tap as _tap
 from gradlab.layers.iteration import EMIteration
 from gradlab.layers.kernels import KERNELS, logits, objective, project
 from gradlab.layers.trace import Trace
@@ -75,6 +75,7 @@ class UnrolledEM(nn.Module):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         T, k = self.num_iterations, self.differentiable_iterations
         grad_on, first = torch.is_grad_enabled(), T - k + 1  # iterations first..T carry gradient
+        tap = _tap if grad_on else _untapped  # a forward that builds no graph (validation) has nothing to record
         if k == 0:
             x = x.detach()  # the official EMANet code: nothing reaches the input through the loop
         x = tap(x, "grad/x_total", None, module=self)
@@ -138,6 +139,10 @@ class UnrolledEM(nn.Module):
             f"step_size={self.step_size}, kernel={self.kernel!r}, temperature={self.temperature}, "
             f"normalize={self.normalize}, grad_iterations={self.grad_iterations}"
         )
+
+
+def _untapped(tensor: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    return tensor
 
 
 class EMLayer(UnrolledEM):
