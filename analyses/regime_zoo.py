@@ -1,5 +1,5 @@
 """Regime zoo: one real training configuration per gradient-flow regime, trained end to end through `gradlab
-train` on the bundled digit scenes (configs/ablation.toml, 1,500 steps), each over 3 seeds (10-12), and the verdict
+train` on the bundled digit scenes (the ablation preset, 1,500 steps), each over 3 seeds (10-12), and the verdict
 the diagnosis engine (gradlab.analysis.regime) gives each run. Writes the confusion table (intended regime ×
 verdict) with every run's evidence: zoo.md and zoo.csv in the output folder.
 
@@ -24,7 +24,7 @@ from gradlab.errors import GradlabError
 from gradlab.train.run_dir import RunDirectory
 
 #: configuration name → (the regime it is meant to produce, the grid axis that names its run folders, the other
-#: overrides over configs/ablation.toml, why it should produce that regime)
+#: overrides over the ablation preset, why it should produce that regime)
 ZOO: dict[str, tuple[str, str, list[str], str]] = {
     "healthy": ("healthy", "model.temperature=1.0", ["model.kind=em", "model.iterations=3"],
                 "EMANet's setting: EM, τ = 1, T = 3"),

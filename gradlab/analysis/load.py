@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import tomllib
 
+from gradlab._toml import tomllib
 from gradlab.errors import RecordsError
 from gradlab.instrument.records import SCHEMA, load_records, to_frame
 
