@@ -118,7 +118,7 @@ class Recorder:
                 self._g_last[layer] = grad
             elif layer in self._g_last:
                 self._norms[(layer, "grad/x_cos", t)] = cosine(grad, self._g_last[layer])
-        elif layer in self._g_last and self._last_x[layer] >= 2 and self._live_iterations(layer) >= 2:
+        elif layer in self._g_last and self._live_iterations(layer) >= 2:
             g_last = self._g_last.pop(layer)
             rest = grad.reshape(g_last.shape) - g_last
             self._norms[(layer, "grad/x_rest", None)] = l2_norm(rest)
