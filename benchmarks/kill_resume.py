@@ -43,8 +43,7 @@ import pyarrow.parquet as pq
 import torch
 
 from benchmarks.common import write_json
-from gradlab.instrument import load_records
-from gradlab.instrument.records import KEY, part_files
+from gradlab.records import KEY, load_records, part_files
 from gradlab.train import RunDirectory, load_config, train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 import gradlab
 from gradlab import analysis, plots
-from gradlab.instrument.records import SCHEMA
+from gradlab.records import SCHEMA
 from gradlab.report import build_report
 from tests.report.runs import copy_run, tiny_runs
 

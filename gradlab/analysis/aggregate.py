@@ -16,12 +16,12 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from gradlab.analysis.decay import DECAY_COLUMNS, SERIES_KEY
+from gradlab.analysis.decay import DECAY_COLUMNS, DECAY_FLAGS
+from gradlab.records import SERIES_KEY
 
 WINDOWS = ("first", "middle", "last")
 LOG_METRICS = ("first", "last", "retention", "rho")  # positive: aggregated as logs
 LINEAR_METRICS = ("decades",)
-FLAG_COLUMNS = ("no_grad", "dead", "nonfinite", "vanishing", "exploding")
 SUMMARY_BY = ["run", "rank", "layer", "quantity"]
 
 
@@ -80,13 +80,13 @@ def summarize(decay_frame: pd.DataFrame, by: Sequence[str] = tuple(SUMMARY_BY), 
     for m in (*LINEAR_METRICS, "half_depth"):
         work[m] = d[m].to_numpy(dtype=np.float64)
     work["half_reached"] = d["half_depth"].notna().to_numpy(dtype=np.float64)
-    for f in FLAG_COLUMNS:
+    for f in DECAY_FLAGS:
         work[f] = d[f].to_numpy(dtype=np.float64)
     for name in by:
         work[name] = d[name].array
     groups = work.groupby(by, observed=True, sort=True, dropna=False)
     out = pd.concat([groups.size().rename("steps"), groups[[*LOG_METRICS, *LINEAR_METRICS]].agg(how),
-                     groups["half_depth"].median(), groups[["half_reached", *FLAG_COLUMNS]].mean()], axis=1)
+                     groups["half_depth"].median(), groups[["half_reached", *DECAY_FLAGS]].mean()], axis=1)
     out[list(LOG_METRICS)] = np.exp(out[list(LOG_METRICS)])
     out = out.reset_index()
     if "run" in by:

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from gradlab.analysis.aggregate import FLAG_COLUMNS, LINEAR_METRICS, LOG_METRICS, bootstrap_ci, summarize, window
-from gradlab.analysis.decay import decay
+from gradlab.analysis.aggregate import LINEAR_METRICS, LOG_METRICS, bootstrap_ci, summarize, window
+from gradlab.analysis.decay import DECAY_FLAGS, decay
 
 COMPARE_BY = ("model.kind", "model.iterations")
-METRICS = (*LOG_METRICS, *LINEAR_METRICS, "half_depth", "half_reached", *FLAG_COLUMNS)
+METRICS = (*LOG_METRICS, *LINEAR_METRICS, "half_depth", "half_reached", *DECAY_FLAGS)
 
 
 def per_run(frame: pd.DataFrame, by: Sequence[str] = COMPARE_BY, quantity: str = "grad/x",

@@ -12,20 +12,15 @@ import pandas as pd
 
 from gradlab.analysis import thresholds as th
 from gradlab.analysis._codes import group_ids, iteration_sets, matching, status_codes
+from gradlab.records import AGREEMENT, COLUMNS, PER_LAYER_GRADIENTS, SERIES_KEY, STATUSES
 
-RECORD_COLUMNS = ("run", "step", "layer", "iteration", "quantity", "value", "status", "rank")
-SERIES_KEY = ["run", "rank", "step", "layer", "quantity"]
-STATUS_ORDER = ("ok", "nonfinite", *th.NO_GRAD_STATUSES)  # codes 0, 1, 2, 3
+#: per-series flags of MATH.md §7 (True when any iteration shows it), the last of DECAY_COLUMNS
+DECAY_FLAGS = ("no_grad", "dead", "nonfinite", "vanishing", "exploding")
 DECAY_COLUMNS = [
     "T", "iterations", "first_iteration", "last_iteration", "first", "last", "retention", "decades", "rho",
-    "half_depth", "no_grad_iterations", "no_grad", "dead", "nonfinite", "vanishing", "exploding",
+    "half_depth", "no_grad_iterations", *DECAY_FLAGS,
 ]
 
-
-#: `grad/*` norms recorded once per layer and step (MATH.md §6, §9)
-PER_LAYER_GRADIENTS = ("grad/x_total", "grad/params", "grad/out", "grad/unit_em", "grad/unit_res", "grad/x_rest")
-#: `grad/*` quantities that are not norms: the agreement cosines c_t and c_rest of MATH.md §9
-AGREEMENT = ("grad/x_cos",)
 
 
 def is_gradient_norm(quantity: str) -> bool:
@@ -46,7 +41,7 @@ def iteration_gradients(frame: pd.DataFrame) -> pd.DataFrame:
 
 def extra_columns(frame: pd.DataFrame) -> list[str]:
     """Columns beyond the record schema (config columns, run_dir) that decay carries through."""
-    return [c for c in frame.columns if c not in RECORD_COLUMNS]
+    return [c for c in frame.columns if c not in COLUMNS]
 
 
 def decay(frame: pd.DataFrame) -> pd.DataFrame:
@@ -72,7 +67,7 @@ def _dense(rows: pd.DataFrame, gid: np.ndarray, groups: int) -> tuple[np.ndarray
     values = np.full((groups, width), np.nan)
     status = np.full((groups, width), -1, dtype=np.int8)
     values[gid, it] = rows["value"].to_numpy(dtype=np.float64)
-    status[gid, it] = status_codes(rows["status"], STATUS_ORDER)
+    status[gid, it] = status_codes(rows["status"], STATUSES)
     return values, status
 
 
@@ -87,7 +82,7 @@ def _first_true(mask: np.ndarray) -> np.ndarray:
 
 
 def series_metrics(values: np.ndarray, status: np.ndarray) -> dict[str, np.ndarray]:
-    """All decay metrics and flags of a dense (series × iteration t) matrix; status codes as in STATUS_ORDER."""
+    """All decay metrics and flags of a dense (series × iteration t) matrix; status codes as in records.STATUSES."""
     rows = np.arange(len(values))
     T = _last_true(status >= 0)
     ok = (status == 0) & ~np.isnan(values)

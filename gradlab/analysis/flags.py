@@ -19,7 +19,8 @@ import pandas as pd
 
 from gradlab.analysis import thresholds as th
 from gradlab.analysis._codes import dense_mask, group_ids, iteration_sets, matching, status_codes
-from gradlab.analysis.decay import SERIES_KEY, decay, is_gradient_norm
+from gradlab.analysis.decay import decay, is_gradient_norm
+from gradlab.records import SERIES_KEY, STATUSES
 
 FLAG_TABLE = ["run", "rank", "step", "layer", "quantity", "flag", "value", "threshold", "evidence"]
 STEP_KEY = ["run", "rank", "step", "layer"]
@@ -54,7 +55,7 @@ def _per_series(rows: pd.DataFrame, flag: str, value: np.ndarray, how: str, thre
 
 def status_flags(frame: pd.DataFrame) -> list[pd.DataFrame | None]:
     """no_grad, nonfinite (every quantity) and dead (`grad/*` norms) from the records' statuses and values."""
-    status = status_codes(frame["status"], ("ok", "nonfinite", *th.NO_GRAD_STATUSES))
+    status = status_codes(frame["status"], STATUSES)
     grad = matching(frame["quantity"], is_gradient_norm)
     value = frame["value"].to_numpy(dtype=np.float64)
     no_grad, nonfinite = frame[status >= 2], frame[status == 1]

@@ -17,7 +17,7 @@ import pandas as pd
 
 from gradlab._toml import tomllib
 from gradlab.errors import RecordsError
-from gradlab.instrument.records import SCHEMA, load_records, to_frame
+from gradlab.records import SCHEMA, load_records, to_frame
 
 Paths = str | os.PathLike | Iterable[str | os.PathLike]
 CATEGORICAL = ("run", "layer", "quantity", "status")

@@ -6,9 +6,12 @@ are measured by one call: a handful of kernels per layer and step instead of a h
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from gradlab.layers import Trace
+if TYPE_CHECKING:
+    from gradlab.layers import Trace
 
 Diagnostic = tuple[str, "int | None", torch.Tensor]  # (quantity, first iteration, values over iterations)
 

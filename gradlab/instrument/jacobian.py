@@ -8,9 +8,12 @@ device, without a host sync. For HEM, σ_t^EM = ‖J_t^EM‖₂ of the EM part �
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from gradlab.layers import EMIteration, Trace, UnrolledEM
+if TYPE_CHECKING:
+    from gradlab.layers import EMIteration, Trace, UnrolledEM
 
 #: defaults of the recorder's Jacobian schedule: every JACOBIAN_EVERY steps, on JACOBIAN_IMAGES images of the
 #: batch, POWER_STEPS power steps (σ's relative error shrinks like (σ₂/σ₁)^(2·steps))
@@ -58,7 +61,7 @@ def state_jacobian_norms(layer: UnrolledEM, trace: Trace, images: int = JACOBIAN
     generator = torch.Generator(x.device).manual_seed(seed)
     cells = {"jac/sigma": cell}
     if layer.step_size != 1.0:  # the EM part alone: the same iteration with η = 1
-        cells["jac/sigma_em"] = EMIteration(cell.t, 1.0, cell.kernel, cell.temperature, cell.normalize)
+        cells["jac/sigma_em"] = cell.em_part()
     out = []
     for name, c in cells.items():
         sigma = spectral_norm(c, x, mu, steps, generator).view(T, n)

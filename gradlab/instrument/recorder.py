@@ -23,16 +23,16 @@ import pandas as pd
 import torch
 from torch import nn
 
+from gradlab import taps as tap_module
 from gradlab.checks import is_int, require
-from gradlab.instrument import taps as tap_module
 from gradlab.instrument.diagnostics import forward_diagnostics
 from gradlab.instrument.groups import GroupSpec, group_grad_norms, resolve_groups
 from gradlab.instrument.jacobian import JACOBIAN_EVERY, JACOBIAN_IMAGES, state_jacobian_norms
 from gradlab.instrument.norms import cosine, l2_norm
-from gradlab.instrument.records import RecordBuffer, write_part
 from gradlab.instrument.schedules import Schedule, as_schedule
-from gradlab.layers import UnrolledEM
 from gradlab.parallel import current_rank, unwrap
+from gradlab.records import RecordBuffer, write_part
+from gradlab.taps import TracedLayer
 
 Key = tuple[str, str, "int | None"]  # (layer, quantity, iteration)
 _WATCHED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
@@ -63,7 +63,7 @@ class Recorder:
         self._refuse_if_watched(model)
         self.model = model
         self.names = {m: name or type(m).__name__ for name, m in model.named_modules()}
-        self.layers = [m for m in self.names if isinstance(m, UnrolledEM)]
+        self.layers = [m for m in self.names if isinstance(m, TracedLayer)]
         self.groups = resolve_groups(model, groups)
         self.schedule = as_schedule(every)
         self.rank = current_rank()
@@ -127,7 +127,7 @@ class Recorder:
     def _live_iterations(self, layer: str) -> int:
         return sum(live for (name, q, _), live in self._expected.items() if name == layer and q == "grad/x")
 
-    def _on_forward(self, layer: UnrolledEM, args, output) -> None:
+    def _on_forward(self, layer: TracedLayer, args, output) -> None:
         if not (self._recording and torch.is_grad_enabled() and layer.trace is not None):
             return  # only training forwards (those that build a graph) are diagnosed
         name = self.names[layer]
@@ -225,7 +225,7 @@ class Recorder:
 
     # -- output --------------------------------------------------------------------------------------------
     def frame(self) -> pd.DataFrame:
-        """Every row recorded so far, as a tidy DataFrame (see `gradlab.instrument.records`)."""
+        """Every row recorded so far, as a tidy DataFrame (see `gradlab.records`)."""
         return self.records.frame()
 
     def flush(self) -> None:

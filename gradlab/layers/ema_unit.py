@@ -7,8 +7,8 @@ import math
 import torch
 from torch import nn
 
-from gradlab.instrument.taps import recording, tap
 from gradlab.layers.unrolled import UnrolledEM
+from gradlab.taps import recording, tap
 
 
 class EMAUnit(nn.Module):

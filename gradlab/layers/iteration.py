@@ -40,5 +40,9 @@ class EMIteration(nn.Module):
             return m, z
         return project(torch.lerp(mu, m, self.step_size), self.normalize), z  # the highway (1 − η) μ^(t-1)
 
+    def em_part(self) -> EMIteration:
+        """The same iteration with η = 1: the EM part μ ↦ P(m(μ)) of a HEM step (its σ_t^EM, MATH.md §9)."""
+        return EMIteration(self.t, 1.0, self.kernel, self.temperature, self.normalize)
+
     def extra_repr(self) -> str:
         return f"t={self.t}, step_size={self.step_size}, kernel={self.kernel!r}"

@@ -9,10 +9,10 @@ import torch.distributed as dist
 from torch import nn
 
 from gradlab.checks import is_int, require
-from gradlab.instrument.taps import tap as _tap
 from gradlab.layers.iteration import EMIteration
 from gradlab.layers.kernels import KERNELS, logits, objective, project
 from gradlab.layers.trace import Trace
+from gradlab.taps import tap as _tap
 
 
 class UnrolledEM(nn.Module):

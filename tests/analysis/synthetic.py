@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pandas as pd
 
-COLUMNS = ["run", "step", "layer", "iteration", "quantity", "value", "status", "rank"]
+from gradlab.records import COLUMNS
 
 
 def rows_frame(rows: list[tuple]) -> pd.DataFrame:
     """Records from (run, step, layer, iteration, quantity, value, status, rank) tuples."""
-    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
     frame["iteration"] = frame["iteration"].astype("Int64")
     return frame.astype({"value": float, "step": "int64", "rank": "int64"})
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import gradlab
-from gradlab.instrument import taps as tap_module
+from gradlab import taps as tap_module
 from tests.instrument.conftest import make_net
 
 

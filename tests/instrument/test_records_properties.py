@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 import gradlab
 from gradlab.errors import RecordsError
-from gradlab.instrument.records import KEY, SCHEMA, RecordBuffer, to_frame, write_part
+from gradlab.records import KEY, SCHEMA, RecordBuffer, to_frame, write_part
 from tests.instrument.conftest import make_net
 
 STEPS = 6

@@ -1,4 +1,8 @@
-"""`tap`: the one hook point between a model and the recorder.
+"""The interface between a model and the recorder: `tap`, its sinks, and the `TracedLayer` protocol.
+
+It lives outside both `gradlab.layers` and `gradlab.instrument` and imports nothing of gradlab, so the layers
+(which call `tap` and satisfy `TracedLayer`) and the recorder (a sink that finds traced layers) both import it
+without importing each other.
 
 A layer (or any user module) passes a state tensor through `tap(tensor, name, iteration, module=...)`.
 With no recorder active this costs one truthiness check and returns the tensor itself. While a recorder
@@ -8,7 +12,7 @@ is active and the tensor is part of the autograd graph, the recorder registers a
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -22,6 +26,15 @@ class TapSink(Protocol):
     def tap(
         self, tensor: torch.Tensor, name: str, iteration: int | None, module: nn.Module | None, leaf: bool
     ) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class TracedLayer(Protocol):
+    """A module that keeps the detached states of its last forward in `trace` while `tracing` is on
+    (`gradlab.layers.UnrolledEM` and its `Trace`); the recorder diagnoses the forward of every such module."""
+
+    tracing: bool
+    trace: Any
 
 
 _SINKS: list[TapSink] = []

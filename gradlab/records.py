@@ -1,4 +1,6 @@
-"""The tidy record schema, its in-memory buffer, atomic Parquet parts, and `load_records`.
+"""The tidy record, the one home of its schema: columns, statuses, kinds of quantity, the Arrow schema; its
+in-memory buffer, atomic Parquet parts and `load_records`. Torch-free: the recorder writes it, analysis, plots
+and reports read it.
 
 One row per (run, step, layer, iteration, quantity, rank). `iteration` is null for per-layer and per-step
 quantities; per-step quantities (loss, lr, step_time) have an empty `layer`; `value` is NaN unless
@@ -19,7 +21,11 @@ from gradlab.atomic import atomic_path
 from gradlab.errors import RecordsError
 
 COLUMNS = ("run", "step", "layer", "iteration", "quantity", "value", "status", "rank")
-STATUSES = ("ok", "nonfinite", "no_grad", "unused")
+#: statuses that mean "no gradient reached this state" (never shown as a zero norm): no_grad when the state was
+#: not differentiable, unused when it was but the backward never reached it
+NO_GRAD_STATUSES = ("no_grad", "unused")
+#: every status, in the order of analysis' status codes 0, 1, 2, 3
+STATUSES = ("ok", "nonfinite", *NO_GRAD_STATUSES)
 SCHEMA = pa.schema(
     [
         ("run", pa.string()),
@@ -32,7 +38,14 @@ SCHEMA = pa.schema(
         ("rank", pa.int64()),
     ]
 )
+#: one row per KEY; one series over the iterations t per SERIES_KEY
 KEY = ["run", "rank", "step", "layer", "iteration", "quantity"]
+SERIES_KEY = ["run", "rank", "step", "layer", "quantity"]
+
+#: `grad/*` norms recorded once per layer and step (MATH.md §6, §9); every other `grad/*` norm is per iteration
+PER_LAYER_GRADIENTS = ("grad/x_total", "grad/params", "grad/out", "grad/unit_em", "grad/unit_res", "grad/x_rest")
+#: `grad/*` quantities that are not norms: the agreement cosines c_t and c_rest of MATH.md §9
+AGREEMENT = ("grad/x_cos",)
 
 
 class RecordBuffer:
