@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from gradlab.analysis import bootstrap_ci, load_configs
 from gradlab.atomic import write_text
 from gradlab.plots import save
-from gradlab.plots.style import house_style, new_figure, palette
+from gradlab.plots.common import house_style, new_figure, palette
 from gradlab.train import evaluate, load_model
 from gradlab.train.trainer import build_data
 

@@ -13,8 +13,8 @@ from matplotlib.lines import Line2D
 
 from gradlab.attribution.depth_profile import COLUMNS
 from gradlab.attribution.errors import AttributionError
-from gradlab.plots.markers import mark_special, special_handles
-from gradlab.plots.style import figure_legend, new_figure, palette, styled
+from gradlab.plots.common import figure_legend, new_figure, palette, styled
+from gradlab.plots.drawing import mark_special, special_handles
 
 CELL = 2.0  # inches per image panel
 MAP_CMAPS = {"saliency": "magma"}  # signed methods use a diverging map centred at 0

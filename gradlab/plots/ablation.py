@@ -10,17 +10,30 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from gradlab.plots.frames import PlotInputError, hue_groups, require_columns, require_rows, select
-from gradlab.plots.markers import GREY
-from gradlab.plots.style import AXIS_LABELS, METRIC_LABELS, figure_legend, hue_label, new_figure, palette, styled
+from gradlab.plots.common import (
+    AXIS_LABELS,
+    GREY,
+    METRIC_LABELS,
+    PlotInputError,
+    figure_legend,
+    figure_title,
+    hue_groups,
+    hue_label,
+    new_figure,
+    palette,
+    require_columns,
+    require_rows,
+    select,
+    styled,
+)
 
 LOG_METRICS = {"retention"}
 DODGE = 0.12  # groups' points side by side, as a fraction of the smallest x spacing (numbers) or of one slot
 
 
 @styled
-def ablation_panel(summary: pd.DataFrame, x: str = "model.iterations", hue: str = "model.kind",
-                   metrics: Sequence[str] = ("decades", "miou")) -> Figure:
+def ablation_panel(summary: pd.DataFrame, *, metrics: Sequence[str] = ("decades", "miou"),
+                   hue: str = "model.kind", x: str = "model.iterations") -> Figure:
     """One panel per metric: `estimate` vs `x` per `hue` group, error bars from `ci_low` to `ci_high`.
 
     `summary` is long: one row per (metric, x, hue) with columns metric, estimate, ci_low, ci_high, the `x`
@@ -38,7 +51,7 @@ def ablation_panel(summary: pd.DataFrame, x: str = "model.iterations", hue: str 
         _panel(ax, rows, x, hue, groups, colors, labels)
         ax.set(xlabel=AXIS_LABELS.get(x, x), ylabel=METRIC_LABELS.get(metric, metric))
     figure_legend(fig, axes[0, 0].get_legend_handles_labels()[0], hue)
-    fig.suptitle(f"Ablation over {x}: estimates with confidence intervals")
+    figure_title(fig, f"Ablation over {x}: estimates with confidence intervals")
     return fig
 
 

@@ -12,15 +12,14 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
 
-from gradlab.plots.frames import PlotInputError, to_numpy
-from gradlab.plots.style import styled
+from gradlab.plots.common import PlotInputError, bare_axes, figure_title, styled, to_numpy
 
 Z_CMAP = "magma"
 CELL = 1.5  # inches per map
 
 
 @styled
-def attention_maps(image: object, z_maps: object, bases: int | Sequence[int] | None = None, *,
+def attention_maps(z_maps: object, *, image: object = None, bases: int | Sequence[int] | None = None,
                    argmax: bool = True, iterations: Sequence[int] | None = None) -> Figure:
     """Z^(t) per image: rows t = 1..T, columns the input image (if given), a few bases' maps z_·k, and (with
     `argmax`) the assignment map argmax_k z_nk coloured per basis.
@@ -52,7 +51,7 @@ def attention_maps(image: object, z_maps: object, bases: int | Sequence[int] | N
     if any(ax.get_gid() == "z" for ax in fig.axes):
         fig.colorbar(ScalarMappable(Normalize(0, 1), Z_CMAP), ax=list(fig.axes), label=r"responsibility $z_{nk}$",
                      shrink=min(0.6, 3 / nrows))
-    fig.suptitle(r"Attention maps $Z^{(t)}$ at each unrolled iteration")
+    figure_title(fig, r"Attention maps $Z^{(t)}$ at each unrolled iteration")
     return fig
 
 
@@ -84,10 +83,7 @@ def _row_labels(iterations: Sequence[int] | None, T: int) -> Sequence[int]:
 
 def _map_axes(ax: Axes, gid: str) -> Axes:
     ax.set_gid(gid)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.grid(False)
-    ax.spines[:].set_visible(False)
+    bare_axes(ax).spines[:].set_visible(False)
     return ax
 
 

@@ -5,7 +5,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from gradlab.attribution import AttributionError, depth_profile_figure, input_attribution_figure, input_attributions
-from gradlab.plots.style import KIND_COLORS
+from gradlab.plots.common import KIND_COLORS
 
 
 def test_profile_figure_has_a_panel_per_method_and_em_hem_in_their_colours(profiles):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 LAYER = "head.ema.em"
 RATES = {"em": 2.0, "hem": 0.3}  # decades of decay per iteration back from the output
@@ -109,3 +110,15 @@ def artists(fig, gid: str) -> list:
 def points(fig, gid: str) -> int:
     """The number of markers drawn by the lines with this gid."""
     return sum(len(line.get_xdata()) for line in artists(fig, gid))
+
+
+def render(fig):
+    """Draw the figure with Agg (as `save` does) and return the renderer: window extents are then in pixels."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def suptitle(fig):
+    """The figure title's Text artist."""
+    return next(t for t in fig.texts if t.get_text() == fig.get_suptitle())

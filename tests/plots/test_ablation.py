@@ -5,7 +5,7 @@ import pytest
 from matplotlib.container import ErrorbarContainer
 
 from gradlab.plots import ablation_panel
-from gradlab.plots.style import KIND_COLORS
+from gradlab.plots.common import KIND_COLORS
 from tests.plots.synthetic import make_summary
 
 

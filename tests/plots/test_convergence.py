@@ -58,3 +58,16 @@ def test_training_curves_from_a_single_metrics_parquet_frame_and_errors():
         training_curves(metrics.drop(columns="value"))
     with pytest.raises(ValueError, match="must be a pandas DataFrame"):
         training_curves([1, 2, 3])
+
+
+def test_training_curves_have_readable_titles_and_a_smoothed_line_over_faint_raw_values():
+    fig = training_curves(make_metrics())
+    loss, miou = fig.axes
+    assert [loss.get_title(), miou.get_title()] == ["Training loss", "Validation mIoU"]
+    assert len(artists(fig, "smooth")) == 2  # "auto": the 200 loss points, never the 4 mIoU points
+    assert [line.get_alpha() < 0.5 for line in artists(fig, "raw")] == [True, True, False, False]
+    assert "rolling median" in fig.get_suptitle()
+    raw_only = training_curves(make_metrics(), smooth=None)
+    assert artists(raw_only, "smooth") == [] and raw_only.get_suptitle() == "Training curves"
+    with pytest.raises(ValueError, match="smooth='median' is invalid"):
+        training_curves(make_metrics(), smooth="median")
