@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from gradlab.analysis import compare, load_metrics, load_runs, regime
-from gradlab.plots.style import HUE_FORMATS
+from gradlab.plots.common import HUE_FORMATS
 from gradlab.report import formatting as fmt
 
 QUANTITIES = ("grad/x", "grad/mu")
