@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from gradlab.report import build_report
-from gradlab.report.document import Report, Table
+from gradlab.report.render import Report, Table
 from gradlab.train import load_config, train
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from gradlab.analysis import compare, load_metrics, load_runs, regime
 from gradlab.plots.common import HUE_FORMATS
-from gradlab.report import formatting as fmt
+from gradlab.report import tables as fmt
 
 QUANTITIES = ("grad/x", "grad/mu")
 #: mechanism numbers (MATH.md §9) averaged over a setting's runs: layer gain, turn of the full gradient away from

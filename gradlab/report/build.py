@@ -1,26 +1,34 @@
-"""`build_report`: one self-contained HTML file and a Markdown summary of one or several runs."""
+"""`build_report`: load the runs (tolerating partial ones), assemble the sections, write one self-contained HTML
+file and a Markdown summary."""
 
 from __future__ import annotations
 
+import json
 import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 import gradlab
-from gradlab.analysis import decay
+from gradlab.analysis import decay, flags, load_configs, load_metrics, load_runs
+from gradlab.analysis.decay import iteration_gradients
+from gradlab.analysis.load import run_dirs
 from gradlab.atomic import write_text
-from gradlab.report import formatting as fmt
 from gradlab.report import sections
-from gradlab.report.attribution import attribution_images, attribution_table, copy_image
-from gradlab.report.comparison import comparison_keys, comparison_table, hue_column
-from gradlab.report.diagnosis import flag_summary, regimes
-from gradlab.report.document import Image, Report, Section, Table, Text
-from gradlab.report.figures import FIGURES_DIR, figure_specs, render
-from gradlab.report.html import to_html
-from gradlab.report.markdown import to_markdown
-from gradlab.report.numbers import decay_summary, final_scores
-from gradlab.report.runs import RunData, collect
+from gradlab.report.render import Report, to_html, to_markdown
+from gradlab.report.tables import (
+    RunInfo,
+    comparison_keys,
+    comparison_table,
+    decay_summary,
+    final_scores,
+    flag_summary,
+    hue_column,
+    regime_table,
+)
 
 DEFAULT_DPI = 110
 
@@ -40,9 +48,15 @@ class ReportPaths:
         return self.html.parent
 
 
-def default_out_dir(data: RunData) -> Path:
-    """RUN_DIR/report/ for one run, ./report/ for several."""
-    return data.runs[0].run_dir / "report" if len(data.runs) == 1 else Path("report")
+@dataclass
+class RunData:
+    """Everything loaded once: the frames of gradlab.analysis and one RunInfo per run, plus notes."""
+
+    configs: pd.DataFrame
+    records: pd.DataFrame
+    metrics: pd.DataFrame
+    runs: list[RunInfo]
+    notes: list[str] = field(default_factory=list)  # what is missing or was skipped, one sentence each
 
 
 def build_report(run_dirs: str | os.PathLike | Iterable[str | os.PathLike], out_dir: str | os.PathLike | None = None,
@@ -54,66 +68,94 @@ def build_report(run_dirs: str | os.PathLike | Iterable[str | os.PathLike], out_
     """
     data = collect(run_dirs)
     out = Path(out_dir) if out_dir is not None else default_out_dir(data)
-    report, figures = assemble(data, out, title=title, dpi=dpi, fraction=fraction)
+    report, figures = assemble(data, out=out, title=title, dpi=dpi, fraction=fraction)
     write_text(out / "report.html", to_html(report))
     write_text(out / "report.md", to_markdown(report))
     return ReportPaths(out / "report.html", out / "report.md", figures, report)
 
 
-def assemble(data: RunData, out: Path, *, title: str | None, dpi: int, fraction: float) -> tuple[Report, list[Path]]:
+def default_out_dir(data: RunData) -> Path:
+    """RUN_DIR/report/ for one run, ./report/ for several."""
+    return data.runs[0].run_dir / "report" if len(data.runs) == 1 else Path("report")
+
+
+def assemble(data: RunData, *, out: Path, title: str | None, dpi: int,
+             fraction: float) -> tuple[Report, list[Path]]:
     """The Report of the runs, and the figure files it links (written under out/figures/)."""
     names = [r.name for r in data.runs]
     decay_frame = decay(data.records)
-    regime_table = regimes(data.records, data.runs, fraction)
-    decay_table = decay_summary(decay_frame, fraction)
-    scores = final_scores(data.metrics, names)
-    flag_table = flag_summary(data.records, data.configs)
-    figure_section, figures, notes = _figures(data, decay_frame, out, dpi)
+    regimes = regime_table(data.records, runs=data.runs, fraction=fraction)
+    decay_table = decay_summary(decay_frame, fraction=fraction)
+    scores = final_scores(data.metrics, runs=names)
+    flag_table = flag_summary(flags(data.records), records=data.records, configs=data.configs,
+                              regimes=regimes)
+    figures, figure_files, failed = sections.figures_section(
+        data.records, decay_frame=decay_frame, metrics=data.metrics, hue=hue_column(data.configs), out=out, dpi=dpi)
     body = [
-        sections.summary_section(data.runs, data.configs, regime_table, decay_table, scores, flag_table, fraction),
-        sections.diagnosis_section(regime_table, fraction),
-        sections.numbers_section(decay_table, scores, fraction),
-        sections.flags_section(flag_table, data.runs),
+        sections.summary_section(regimes, runs=data.runs, configs=data.configs, decay=decay_table,
+                                 scores=scores, flag_table=flag_table, fraction=fraction),
+        sections.diagnosis_section(regimes, fraction=fraction),
+        sections.numbers_section(decay_table, scores=scores, fraction=fraction),
+        sections.flags_section(flag_table, runs=data.runs, fraction=fraction),
     ]
     if len(names) > 1:
         by = comparison_keys(data.configs)
-        body.append(sections.comparison_section(comparison_table(data.records, data.metrics, by, fraction=fraction),
-                                                by, fraction))
-    body += [figure_section, sections.configs_section(data.configs)]
-    attribution, attribution_files = _attribution(data, out)
+        table = comparison_table(data.records, metrics=data.metrics, by=by, fraction=fraction)
+        body.append(sections.comparison_section(table, by=by, fraction=fraction))
+    body += [figures, sections.configs_section(data.configs)]
+    attribution, attribution_files = sections.attribution_section(data.runs, out=out)
     if attribution is not None:
         body.append(attribution)
-    all_notes = data.notes + notes
-    if all_notes:
-        body.insert(1, sections.notes_section(all_notes))
+    notes = data.notes + failed
+    if notes:
+        body.insert(1, sections.notes_section(notes))
     title = title or (f"gradlab report: {names[0]}" if len(names) == 1 else f"gradlab report: {', '.join(names)}")
     subtitle = [f"{len(names)} run{'s' if len(names) > 1 else ''}: " + ", ".join(str(r.run_dir) for r in data.runs),
                 f"gradlab {gradlab.__version__}; numbers over the last {fraction:.0%} of each run's recorded steps"]
-    return Report(title, subtitle, body), figures + attribution_files
+    return Report(title, subtitle, body), figure_files + attribution_files
 
 
-def _figures(data: RunData, decay_frame, out: Path, dpi: int) -> tuple[Section, list[Path], list[str]]:
-    specs, missing = figure_specs(data.records, decay_frame, data.metrics, hue_column(data.configs))
-    saved, failed = render(specs, out, dpi)
-    blocks = [Image(spec.title, spec.caption, f"{FIGURES_DIR}/{path.name}", path.read_bytes())
-              for spec, path in saved]
-    blocks += [Text(n, "warning") for n in missing + failed]
-    return Section("figures", "Figures", blocks), [p for _, p in saved], failed
+def collect(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> RunData:
+    """Load the runs named by `paths` (run directories or folders of them). Missing records or metrics, a
+    corrupt records part and an unfinished run become notes (and warnings), never errors."""
+    dirs = run_dirs(paths)
+    configs = load_configs(dirs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        records = load_runs(dirs, missing="skip")
+        metrics = load_metrics(dirs, missing="skip")
+    notes = [str(w.message) for w in caught]
+    runs = [_run_info(row, records, metrics) for row in configs.itertuples(index=False)]
+    notes += [n for run, row in zip(runs, configs.to_dict("records")) for n in _run_notes(run, row)]
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    return RunData(configs, records, metrics, runs, notes)
 
 
-def _attribution(data: RunData, out: Path) -> tuple[Section | None, list[Path]]:
-    """Attribution tables and figures the runs hold (optional: None when no run has any)."""
-    blocks, files = [], []
-    for run in data.runs:
-        table = attribution_table(run.run_dir)
-        if table is not None:
-            rows = [[fmt.number(v) if isinstance(v, float) else str(v) for v in row]
-                    for row in table.itertuples(index=False, name=None)]
-            blocks.append(Table([str(c) for c in table.columns], rows,
-                                caption=f"{run.name}: attribution.parquet (first {len(table)} rows)"))
-        for source in attribution_images(run.run_dir):
-            path = copy_image(source, out / FIGURES_DIR, run.name)
-            files.append(path)
-            blocks.append(Image(f"{run.name}: {source.stem}", f"{source} from the run directory",
-                                f"{FIGURES_DIR}/{path.name}", path.read_bytes()))
-    return (Section("attribution", "Attribution", blocks) if blocks else None), files
+def _run_info(row, records: pd.DataFrame, metrics: pd.DataFrame) -> RunInfo:
+    mine = records[(records["run"] == row.run).to_numpy()]
+    steps = mine["step"]
+    return RunInfo(
+        name=str(row.run), run_dir=Path(row.run_dir), status=_status(Path(row.run_dir)),
+        recorded_steps=int(steps.nunique()), first_step=float(steps.min()) if len(steps) else float("nan"),
+        last_step=float(steps.max()) if len(steps) else float("nan"),
+        has_gradients=bool(len(iteration_gradients(mine))), has_metrics=bool((metrics["run"] == row.run).any()))
+
+
+def _status(run_dir: Path) -> str:
+    try:
+        return str(json.loads((run_dir / "meta.json").read_text()).get("status", "unknown"))
+    except (OSError, ValueError):
+        return "unknown"
+
+
+def _run_notes(run: RunInfo, config: dict) -> list[str]:
+    notes = []
+    if run.partial:
+        notes.append(f"run {run.name} did not finish (meta.json status: {run.status}): a partial run, reported "
+                     f"with the {run.recorded_steps} steps it recorded")
+    if config.get("model.kind") == "none":
+        notes.append(f"run {run.name} has no EM layer (model.kind = none): it has no gradient decay to report")
+    elif run.recorded_steps and not run.has_gradients:
+        notes.append(f"run {run.name} recorded no per-iteration gradients (grad/x, grad/z, grad/mu)")
+    return notes

@@ -1,23 +1,39 @@
-"""The sections of a report, each built from the frames of gradlab.analysis and formatted once for both the
-HTML and the Markdown writer."""
+"""The sections of a report, each built from the tables of `report.tables` (and the figures of gradlab.plots)
+as Text, Table and Image blocks that the HTML and the Markdown writer render alike."""
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
 import pandas as pd
+from matplotlib.figure import Figure
 
 from gradlab.analysis import thresholds as th
-from gradlab.report import formatting as fmt
-from gradlab.report.comparison import config_keys, differing_keys
-from gradlab.report.diagnosis import regime_legend
-from gradlab.report.document import Section, Table, Text, table_from
-from gradlab.report.runs import RunInfo
+from gradlab.analysis.decay import iteration_gradients
+from gradlab.atomic import atomic_path
+from gradlab.plots import (
+    decay_curves,
+    objective_per_iteration,
+    retention_over_training,
+    save,
+    sigma_and_rho,
+    step_iteration_heatmap,
+    training_curves,
+)
+from gradlab.report import tables as fmt
+from gradlab.report.render import Image, Section, Table, Text, table_from
+from gradlab.report.tables import RunInfo, comparison_rows, config_keys, differing_keys
 
 KEY_SETTINGS = ("model.kind", "model.iterations", "model.step_size", "model.bases", "model.grad_iterations",
                 "model.kernel", "model.temperature", "model.backbone", "data.source", "data.size", "train.steps",
                 "train.batch_size", "train.lr", "seed")
 
 
-def summary_section(runs: list[RunInfo], configs: pd.DataFrame, regimes: pd.DataFrame, decay: pd.DataFrame,
+def summary_section(regimes: pd.DataFrame, *, runs: list[RunInfo], configs: pd.DataFrame, decay: pd.DataFrame,
                     scores: pd.DataFrame, flag_table: pd.DataFrame, fraction: float) -> Section:
     """One row per run and EM layer: what it is, its regime, the flags raised at any step, the decay of grad/x
     and its final scores."""
@@ -41,11 +57,14 @@ def summary_section(runs: list[RunInfo], configs: pd.DataFrame, regimes: pd.Data
 
 
 def _flags_in_short(flag_table: pd.DataFrame) -> dict[tuple[str, str], str]:
-    """(run, layer) → "collapse (34), no_grad (60)": each flag with the most steps any quantity raised it at."""
+    """(run, layer) → "collapse (34), spike (3, transient)": each flag with the most steps any quantity raised it
+    at, marked transient when the layer's regime does not show it."""
     if flag_table.empty:
         return {}
-    steps = flag_table.groupby(["run", "layer", "flag"], sort=False)["steps"].max().reset_index()
-    return {key: ", ".join(f"{f} ({n})" for f, n in zip(g["flag"], g["steps"]))
+    steps = (flag_table.groupby(["run", "layer", "flag"], sort=False)
+             .agg(steps=("steps", "max"), transient=("transient", "all")).reset_index())
+    return {key: ", ".join(f"{f} ({n}, transient)" if t else f"{f} ({n})"
+                           for f, n, t in zip(g["flag"], g["steps"], g["transient"]))
             for key, g in steps.groupby(["run", "layer"], sort=False)}
 
 
@@ -62,11 +81,37 @@ def notes_section(notes: list[str]) -> Section:
     return Section("missing", "What is missing", [Text(n, "warning") for n in notes])
 
 
-def diagnosis_section(regimes: pd.DataFrame, fraction: float) -> Section:
+def regime_legend() -> dict[str, str]:
+    """What each regime means, for the report's legend, in the order gradlab.analysis.regime tests them; the
+    thresholds are read when called, so a changed `gradlab.analysis.thresholds` value shows."""
+    return {
+        "nonfinite": "NaN/Inf gradient norms",
+        "no_grad": "no iteration receives gradient (grad_iterations = 0)",
+        "dead": "the gradient reaching the layer is exactly 0 at every iteration: nothing downstream passes any back",
+        "collapse": f"all bases alike (similarity > {th.COLLAPSE_SIMILARITY:g}) and attention uniform (entropy > "
+                    f"{th.COLLAPSE_ENTROPY:g} ln K): the gradient cancels in the softmax (not saturation)",
+        "saturation": f"attention nearly one-hot (entropy < {th.SATURATION_ENTROPY:g} ln K): the softmax Jacobian "
+                      "vanishes (HEMNet's premise)",
+        "one_step": "only the last iteration carries gradient: nothing to decay",
+        "exploding": f"the gradient grows toward the early iterations (R > {th.EXPLODING_RETENTION:g} or ρ > "
+                     f"{th.EXPLODING_RHO:g}: instability)",
+        "vanishing": f"more than {-math.log10(th.VANISHING_RETENTION):g} decades of decay, with neither collapse "
+                     "nor saturation",
+        "misdirected": "the earlier iterations add a large part that barely agrees with the last one's gradient: the "
+                       f"full gradient turns ≥ {th.MISDIRECTED_TURN:g}° away from the one-step gradient (not small, "
+                       "but pointing elsewhere)",
+        "attenuated": f"the layer passes little of what it receives: gain G < {th.ATTENUATED_GAIN:g} or EM-branch "
+                      f"share < {th.ATTENUATED_SHARE:g}, while the iterations' ratios look healthy",
+        "healthy": "the gradient reaches every iteration",
+    }
+
+
+def diagnosis_section(regimes: pd.DataFrame, *, fraction: float) -> Section:
     """The regime of each run and layer, with the sentence that says why."""
     shown = regimes.assign(
         layer=regimes["layer"].replace("", "—"),
-        window=[fmt.window(a, b, n) for a, b, n in zip(regimes["from_step"], regimes["to_step"], regimes["steps"])])
+        window=[fmt.step_window(a, b, n) for a, b, n in zip(regimes["from_step"], regimes["to_step"],
+                                                             regimes["steps"])])
     columns = {"run": "run", "layer": "layer", "regime": "regime", "window": "steps", "reason": "why"}
     if regimes["rank"].nunique() > 1:
         columns = {"run": "run", "rank": "rank", **{k: v for k, v in columns.items() if k != "run"}}
@@ -75,7 +120,7 @@ def diagnosis_section(regimes: pd.DataFrame, fraction: float) -> Section:
                  "bases). A regime holds when most of the window's steps show it.", "note")
     legend = Table(["regime", "meaning"], [[k, v] for k, v in regime_legend().items()], badge="regime",
                    collapsed="How to read the regimes")
-    blocks = [intro, table_from(shown, columns, badge="regime")]
+    blocks = [intro, table_from(shown, columns=columns, badge="regime")]
     if "gain" in regimes.columns and regimes[list(MECHANISM_TEXT)].notna().any().any():
         blocks.append(_mechanism_table(shown))
     return Section("diagnosis", "Diagnosis", [*blocks, legend])
@@ -106,15 +151,15 @@ def _mechanism_table(shown: pd.DataFrame) -> Table:
         "ρ_t / σ_t (geometric mean; ≪ 1: the gradient meets weak directions of J_t)."))
 
 
-def numbers_section(decay: pd.DataFrame, scores: pd.DataFrame, fraction: float) -> Section:
+def numbers_section(decay: pd.DataFrame, *, scores: pd.DataFrame, fraction: float) -> Section:
     """Decay of every per-iteration gradient over the last part of training, and the final scores."""
     shown = decay.assign(
         layer=decay["layer"].replace("", "—"),
-        window=[fmt.window(a, b, n) for a, b, n in zip(decay["from_step"], decay["to_step"], decay["steps"])],
+        window=[fmt.step_window(a, b, n) for a, b, n in zip(decay["from_step"], decay["to_step"], decay["steps"])],
         decades_text=decay["decades"].map(fmt.decades), rho_text=decay["rho"].map(fmt.factor),
         half=[fmt.half_depth(d, r) for d, r in zip(decay["half_depth"], decay["half_reached"])],
         no_grad=decay["no_grad_iterations"].astype(str).replace("", "—"))
-    decay_table = table_from(shown, {
+    decay_table = table_from(shown, columns={
         "run": "run", "layer": "layer", "quantity": "quantity", "window": "steps",
         "decades_text": "decades log10 R", "rho_text": "ρ per iteration", "half": "half-depth D½",
         "no_grad": "no-gradient iterations"},
@@ -125,14 +170,16 @@ def numbers_section(decay: pd.DataFrame, scores: pd.DataFrame, fraction: float) 
     score_shown = scores.assign(miou=scores["miou"].map(fmt.score), acc=scores["pixel_acc"].map(fmt.score),
                                 at=scores["val_step"].map(lambda s: f"{s:.0f}" if pd.notna(s) else fmt.MISSING),
                                 loss=scores["loss"].map(fmt.loss))
-    score_table = table_from(score_shown, {"run": "run", "miou": "val mIoU", "acc": "pixel accuracy",
+    score_table = table_from(score_shown, columns={"run": "run", "miou": "val mIoU", "acc": "pixel accuracy",
                                            "at": "at step", "loss": "last training loss"},
                              caption="The last validation in metrics.parquet.")
     blocks = [decay_table] if len(decay) else [Text("No per-iteration gradients were recorded.", "warning")]
     return Section("numbers", "Headline numbers", [*blocks, score_table])
 
 
-def flags_section(flag_table: pd.DataFrame, runs: list[RunInfo]) -> Section:
+def flags_section(flag_table: pd.DataFrame, *, runs: list[RunInfo], fraction: float) -> Section:
+    """Every flag raised, with how many steps raised it and why; a flag the layer's regime does not show over
+    the window is marked transient (an event at some steps, not a verdict)."""
     if flag_table.empty:
         return Section("flags", "Flags", [Text(
             f"No flag raised: no missing or dead gradient, no NaN/Inf, no decay beyond R < "
@@ -141,31 +188,27 @@ def flags_section(flag_table: pd.DataFrame, runs: list[RunInfo]) -> Section:
     recorded = {r.name: r.recorded_steps for r in runs}
     shown = flag_table.assign(
         layer=flag_table["layer"].replace("", "—"),
+        flag=[f"{f} (transient)" if t else f for f, t in zip(flag_table["flag"], flag_table["transient"])],
         when=[f"{n} of {recorded.get(run, 0)} ({fmt.step_range(a, b)})" for run, n, a, b in
               zip(flag_table["run"], flag_table["steps"], flag_table["first_step"], flag_table["last_step"])])
-    table = table_from(shown, {"run": "run", "layer": "layer", "quantity": "quantity", "flag": "flag",
-                               "when": "steps flagged (first–last)", "reason": "reason"},
-                       caption="Thresholds: gradlab.analysis.thresholds (docs/analysis.md, Flags).")
+    caption = "Thresholds: gradlab.analysis.thresholds (docs/analysis.md, Flags)."
+    if flag_table["transient"].any():
+        caption += (f" Transient: raised at some steps, but not the layer's regime over the last {fraction:.0%} "
+                    "of its steps (the Diagnosis gives the verdict).")
+    table = table_from(shown, columns={"run": "run", "layer": "layer", "quantity": "quantity", "flag": "flag",
+                               "when": "steps flagged (first–last)", "reason": "reason"}, caption=caption)
     return Section("flags", "Flags", [table])
 
 
-def comparison_section(table: pd.DataFrame, by: list[str], fraction: float) -> Section:
+def comparison_section(table: pd.DataFrame, *, by: list[str], fraction: float) -> Section:
     if table.empty:
         return Section("comparison", "Comparison", [Text("No run recorded grad/x: nothing to compare.", "warning")])
-    shown = table.assign(**{k: table[k].map(fmt.value) for k in by},
-                         estimate_text=table["estimate"].map(fmt.decades),
-                         ci=[fmt.interval(lo, hi, fmt.decades) for lo, hi in zip(table["ci_low"], table["ci_high"])])
-    columns = {**{k: k for k in by}, "layer": "layer", "runs": "runs", "estimate_text": "decades (grad/x)",
-               "ci": "95% CI"}
-    if "miou" in table.columns:
-        shown["miou_text"] = table["miou"].map(fmt.score)
-        shown["miou_ci"] = [fmt.interval(lo, hi, fmt.score)
-                            for lo, hi in zip(table["miou_ci_low"], table["miou_ci_high"])]
-        columns |= {"miou_text": "val mIoU", "miou_ci": "mIoU 95% CI"}
     caption = (f"Runs grouped by {', '.join(by)}: each run's mean decades of grad/x over its last {fraction:.0%} "
                "of steps, averaged over the group's runs, with a percentile bootstrap 95% CI over runs (seeds); "
                "n/a with a single run per group. `gradlab compare` prints the same table.")
-    return Section("comparison", "Comparison", [table_from(shown, columns, caption=caption)])
+    shown = comparison_rows(table, label="decades (grad/x)")
+    table = table_from(shown, columns={c: c for c in shown.columns}, caption=caption)
+    return Section("comparison", "Comparison", [table])
 
 
 def configs_section(configs: pd.DataFrame) -> Section:
@@ -189,3 +232,136 @@ def configs_section(configs: pd.DataFrame) -> Section:
 def _key_table(by_key: pd.DataFrame, keys: list[str], runs: list[str], caption: str, **kwargs) -> Table:
     rows = [[key, *(fmt.value(by_key.at[key, run]) for run in runs)] for key in keys]
     return Table(["key", *runs], rows, caption=caption, **kwargs)
+
+
+FIGURES_DIR = "figures"
+TRAINING_NAMES = ("loss", "miou", "pixel_acc")
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    name: str  # file name without suffix
+    title: str
+    caption: str
+    draw: Callable[[], Figure]
+
+
+def figures_section(records: pd.DataFrame, *, decay_frame: pd.DataFrame, metrics: pd.DataFrame, hue: str,
+                    out: Path, dpi: int) -> tuple[Section, list[Path], list[str]]:
+    """The figures the data allows, drawn and saved as out/figures/NAME.png (atomically); the files, and a note
+    for each figure that could not be drawn (one figure must not cost the whole report)."""
+    specs, missing = figure_specs(records, decay_frame=decay_frame, metrics=metrics, hue=hue)
+    blocks, files, failed = [], [], []
+    for spec in specs:
+        try:
+            path = save(spec.draw(), out / FIGURES_DIR / f"{spec.name}.png", dpi=dpi)
+        except Exception as err:  # one figure must not cost the whole report
+            failed.append(f"figure {spec.title!r} could not be drawn: {type(err).__name__}: {err}")
+            continue
+        files.append(path)
+        blocks.append(Image(spec.title, spec.caption, f"{FIGURES_DIR}/{path.name}", path.read_bytes()))
+    blocks += [Text(n, "warning") for n in missing + failed]
+    return Section("figures", "Figures", blocks), files, failed
+
+
+def figure_specs(records: pd.DataFrame, *, decay_frame: pd.DataFrame, metrics: pd.DataFrame,
+                 hue: str) -> tuple[list[FigureSpec], list[str]]:
+    """The figures the data allows, and a note for each one it does not."""
+    specs, missing = [], []
+    grad_x = iteration_gradients(records[(records["quantity"] == "grad/x").to_numpy()])
+    if len(grad_x):
+        specs += _gradient_specs(records, decay_frame=decay_frame, hue=hue)
+    else:
+        missing.append("no grad/x records: the decay curves, the heatmap and retention over training are left out")
+    if (records["quantity"] == "jac/sigma_max").any():
+        specs.append(FigureSpec(
+            "jacobians", "Where the gradient goes: σ_t and ρ_t",
+            "σ_t = ‖∂μ^(t)/∂μ^(t−1)‖₂ of each iteration's state map (power iteration on the sampled images, the "
+            "max over them; solid) and the measured factor ρ_t = ‖∂L/∂μ^(t−1)‖ / ‖∂L/∂μ^(t)‖ (dashed), medians "
+            "over the Jacobian steps. Below the last iteration ρ_t ≤ σ_t; a ρ_t far under σ_t means the gradient "
+            "meets a weak direction of J_t (alignment), not a contraction (MATH.md §9).",
+            lambda: sigma_and_rho(records, hue=hue)))
+    if (records["quantity"] == "loglik").any():
+        specs.append(FigureSpec(
+            "objective", "Objective per iteration",
+            "Forward convergence: the EM objective ℓ(μ^(t)) − ℓ(μ^(0)) at each iteration, median over the recorded "
+            "steps. EM, and HEM with 0 < η ≤ 1, never decrease it; a flat curve means the later iterations no "
+            "longer move the bases.",
+            lambda: objective_per_iteration(records, hue=hue, relative=True)))
+    else:
+        missing.append("no loglik records: the objective per iteration is left out")
+    names = [n for n in TRAINING_NAMES if (metrics["name"] == n).any()]
+    if names:
+        specs.append(FigureSpec(
+            "training", "Training curves", "Training loss and the validation scores over the training steps.",
+            lambda: training_curves(metrics, names=names, hue=hue if hue in metrics.columns else "run")))
+    else:
+        missing.append("no metrics.parquet rows: the training curves are left out")
+    return specs, missing
+
+
+def _gradient_specs(records: pd.DataFrame, *, decay_frame: pd.DataFrame, hue: str) -> list[FigureSpec]:
+    vanishing, exploding = (f"{math.log10(r):+g}".replace("-", "−")
+                            for r in (th.VANISHING_RETENTION, th.EXPLODING_RETENTION))
+    return [
+        FigureSpec(
+            "decay_curves", "Gradient reaching each iteration",
+            "‖∂L/∂X^(t)‖, the gradient the backbone receives through iteration t, on a log axis: the median over "
+            "all recorded steps (line) and the central 95% of steps (band). The gradient enters at the last "
+            "iteration T and travels back toward t = 1, so a line that falls to the left is decay. ▼ marks an "
+            "exact zero, ✖ an iteration with no gradient (no_grad).",
+            lambda: decay_curves(records, quantity="grad/x", hue=hue)),
+        FigureSpec(
+            "heatmap", "Step × iteration heatmap",
+            "The same norm at every recorded step (rows) and iteration (columns) on one log colour scale: when in "
+            "training and at which iteration the gradient fades. Black: exact zero; hatched grey: no gradient.",
+            lambda: step_iteration_heatmap(records, quantity="grad/x")),
+        FigureSpec(
+            "retention", "Retention over training",
+            "Decades of decay log10 R, R = g_first / g_last of grad/x, at every recorded step. The dashed lines at "
+            f"{vanishing} and {exploding} decades are the vanishing and exploding thresholds.",
+            lambda: retention_over_training(decay_frame, quantity="grad/x", hue=hue)),
+    ]
+
+
+def attribution_section(runs: list[RunInfo], *, out: Path) -> tuple[Section | None, list[Path]]:
+    """The attribution tables and figures the runs hold (written by `gradlab attribute`: attribution.parquet and
+    report/attribution*.png in the run directory), copied beside the report; None when no run has any."""
+    blocks, files = [], []
+    for run in runs:
+        table = attribution_table(run.run_dir)
+        if table is not None:
+            rows = [[fmt.number(v) if isinstance(v, float) else str(v) for v in row]
+                    for row in table.itertuples(index=False, name=None)]
+            blocks.append(Table([str(c) for c in table.columns], rows,
+                                caption=f"{run.name}: attribution.parquet (first {len(table)} rows)"))
+        for source in sorted((run.run_dir / "report").glob("attribution*.png")):
+            path = _copy_image(source, out / FIGURES_DIR, run.name)
+            files.append(path)
+            blocks.append(Image(f"{run.name}: {source.stem}", f"{source} from the run directory",
+                                f"{FIGURES_DIR}/{path.name}", path.read_bytes()))
+    return (Section("attribution", "Attribution", blocks) if blocks else None), files
+
+
+ATTRIBUTION_ROWS = 20
+
+
+def attribution_table(run_dir: Path) -> pd.DataFrame | None:
+    """The first ATTRIBUTION_ROWS rows of run_dir/attribution.parquet, or None (absent or unreadable)."""
+    path = run_dir / "attribution.parquet"
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_parquet(path).head(ATTRIBUTION_ROWS)
+    except Exception:  # an optional extra: an unreadable file is reported as absent
+        return None
+
+
+def _copy_image(source: Path, folder: Path, run: str) -> Path:
+    """Copy a PNG into the report's figures folder under a name made safe from the run's name
+    ("em/seed0" → "attribution-em-seed0-NAME.png")."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", run).strip("-.") or "run"
+    target = folder / f"attribution-{slug}-{source.name}"
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(source.read_bytes())
+    return target

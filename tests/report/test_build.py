@@ -13,7 +13,7 @@ import pytest
 
 import gradlab
 from gradlab.analysis import decay, load_runs, regime, window
-from gradlab.instrument.records import SCHEMA, load_records, write_part
+from gradlab.records import SCHEMA, load_records, write_part
 from gradlab.report import build_report
 from tests.report.conftest import DPI
 from tests.report.parse import MD_IMAGE, column, parse_html, section, table_rows, text_of
