@@ -21,7 +21,7 @@ from gradlab.analysis import load_runs, regime
 from gradlab.analysis.mechanism import MECHANISM_COLUMNS
 from gradlab.cli import one_line
 from gradlab.errors import GradlabError
-from gradlab.train.run_dir import RunDirectory
+from gradlab.run_dir import RunDirectory
 
 #: configuration name → (the regime it is meant to produce, the grid axis that names its run folders, the other
 #: overrides over the ablation preset, why it should produce that regime)

@@ -24,7 +24,7 @@ import gradlab
 from benchmarks.common import median, write_json
 from gradlab.instrument import recorder as recorder_module
 from gradlab.instrument.jacobian import state_jacobian_norms
-from gradlab.layers import ema_unit
+from gradlab.layers import EMSpec, ema_unit
 from gradlab.models import build_model, parameter_groups
 
 MODES = ("off", "every step", "every 10th")
@@ -120,7 +120,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
-    model = build_model("hem", 11, bases=args.bases, iterations=args.iterations, backbone=args.backbone,
+    model = build_model(11, EMSpec("hem", bases=args.bases, iterations=args.iterations), backbone=args.backbone,
                         channels=args.channels).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     batch = (torch.randn(args.batch, 3, args.size, args.size, device=device),

@@ -20,14 +20,14 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from gradlab.train import RunDirectory, load_config, train
+    from gradlab.train import load_config, run_config, train
 
     if args.list_presets:
         return _list_presets(args)
     if args.resume:
         if args.out is None:
             raise GradlabError("--resume needs --out RUN_DIR: the run directory to continue")
-        config = RunDirectory(args.out).config(args.set)
+        config = run_config(args.out, args.set)
     else:
         config = load_config(args.config, args.set)
     out = args.out or f"runs/{config.model.kind}-T{config.model.iterations}-seed{config.seed}"

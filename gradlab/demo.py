@@ -9,6 +9,7 @@ import pandas as pd
 
 from gradlab.report import build_report
 from gradlab.report.render import Report, Table
+from gradlab.run_dir import RunDirectory
 from gradlab.train import load_config, train
 
 
@@ -19,7 +20,7 @@ def run_demo(out: str | Path = "runs/demo", steps: int | None = None) -> pd.Data
     extra = [f"train.steps={steps}"] if steps else []
     for kind in ("em", "hem"):
         run_dir = out / kind
-        if (run_dir / "meta.json").is_file() and '"complete"' in (run_dir / "meta.json").read_text():
+        if RunDirectory(run_dir).complete:
             print(f"{run_dir}: already complete, reusing it")
             continue
         print(f"training {kind.upper()} into {run_dir}")

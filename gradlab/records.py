@@ -38,6 +38,8 @@ SCHEMA = pa.schema(
         ("rank", pa.int64()),
     ]
 )
+#: columns that every row fills (iteration is null for per-layer and per-step quantities)
+REQUIRED = ("run", "step", "layer", "quantity", "status", "rank")
 #: one row per KEY; one series over the iterations t per SERIES_KEY
 KEY = ["run", "rank", "step", "layer", "iteration", "quantity"]
 SERIES_KEY = ["run", "rank", "step", "layer", "quantity"]
@@ -94,6 +96,16 @@ def part_files(path: str | os.PathLike) -> list[Path]:
     return sorted(folder.glob("part-*.parquet"))
 
 
+def _checked(table: pa.Table) -> pa.Table:
+    """The table of a part, if it holds valid records: valid UTF-8 (a damaged page can decode to invalid text
+    without an error) and no null outside `iteration` (nullable by design) and `value`."""
+    table.validate(full=True)
+    for name in REQUIRED:
+        if table.column(name).null_count:
+            raise pa.ArrowInvalid(f"column {name} holds nulls")
+    return table
+
+
 def load_records(paths: str | os.PathLike | list) -> pd.DataFrame:
     """Read the records of one run or many into one tidy frame.
 
@@ -105,9 +117,7 @@ def load_records(paths: str | os.PathLike | list) -> pd.DataFrame:
     for path in paths:
         for part in part_files(path):
             try:
-                table = pq.read_table(part, schema=SCHEMA)
-                table.validate(full=True)  # a damaged page can decode to invalid UTF-8 without an error
-                tables.append(table)
+                tables.append(_checked(pq.read_table(part, schema=SCHEMA)))
             except (pa.ArrowException, OSError) as err:
                 warnings.warn(f"skipping unreadable records part {part}: {err}", stacklevel=2)
     if not tables:

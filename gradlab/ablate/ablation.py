@@ -20,7 +20,7 @@ from gradlab.ablate.runner import Outcome, run_trials
 from gradlab.ablate.summary import panel_frame, summarize_ablation, to_markdown
 from gradlab.atomic import write_text
 from gradlab.errors import ConfigError, GradlabError
-from gradlab.train.run_dir import RunDirectory
+from gradlab.run_dir import RunDirectory
 
 MANIFEST = "ablation.json"
 

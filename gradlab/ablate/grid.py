@@ -13,11 +13,12 @@ import hashlib
 import itertools
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gradlab.errors import ConfigError
-from gradlab.train.config import Config, key_fields, load_config, parse_value, to_flat_dict, to_toml, toml_value
+from gradlab.run_dir import flat_keys
+from gradlab.train.config import Config, key_fields, load_config, parse_value, to_toml, toml_value
 
 QUICK_STEPS = 120
 QUICK_VAL = 64
@@ -76,7 +77,7 @@ def expand(config: str | None, axes: Sequence[Axis], seeds: int = 1, overrides: 
                 dropped += 1
                 continue
             seen.add(text)
-            flat = to_flat_dict(resolved)  # names show what ran (EM's η resolves to 1)
+            flat = flat_keys(asdict(resolved))  # names show what ran (EM's η resolves to 1)
             parts = [f"{short[k]}-{_safe(flat[k])}" for k in keys] + [f"seed-{s}"]
             trials.append(Trial(_capped("_".join(parts)), tuple(sets), resolved))
     names = [t.name for t in trials]

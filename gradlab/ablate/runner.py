@@ -23,9 +23,9 @@ from tqdm.auto import tqdm
 from gradlab.ablate.grid import Trial
 from gradlab.errors import ConfigError
 from gradlab.parallel import available_cpus
+from gradlab.run_dir import RunDirectory
 from gradlab.train.config import to_toml
 from gradlab.train.metrics_log import final_value
-from gradlab.train.run_dir import RunDirectory
 
 
 @dataclass
@@ -136,5 +136,5 @@ def _line(outcome: Outcome, out: Path) -> str:
     name = outcome.trial.name
     if outcome.state == "failed":
         return f"failed {name}: {outcome.message}"
-    miou = final_value(out / name / "metrics.parquet", "miou")
+    miou = final_value(RunDirectory(out / name).metrics_path, "miou")
     return f"done   {name}: val mIoU {miou:.3f} ({outcome.seconds:.0f} s)"

@@ -11,13 +11,12 @@ import os
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from gradlab._toml import tomllib
 from gradlab.errors import RecordsError
 from gradlab.records import SCHEMA, load_records, to_frame
+from gradlab.run_dir import RunDirectory
 
 Paths = str | os.PathLike | Iterable[str | os.PathLike]
 CATEGORICAL = ("run", "layer", "quantity", "status")
@@ -32,10 +31,10 @@ def run_dirs(paths: Paths) -> list[Path]:
     for item in map(Path, items):
         if not item.exists():
             raise RecordsError(f"no run directory at {item}: check the path (expected a folder with config.toml)")
-        if (item / "config.toml").is_file():
+        if RunDirectory(item).is_run:
             found.append(item)
             continue
-        children = sorted(p for p in item.iterdir() if (p / "config.toml").is_file()) if item.is_dir() else []
+        children = sorted(p for p in item.iterdir() if RunDirectory(p).is_run) if item.is_dir() else []
         if not children:
             raise RecordsError(f"{item} is not a run directory (no config.toml) and holds none: "
                                "give the folder that `gradlab train --out` wrote")
@@ -53,26 +52,11 @@ def run_labels(dirs: list[Path]) -> list[str]:
     raise RecordsError(f"run directory given twice: {', '.join(map(str, dirs))}")
 
 
-def flat_config(run_dir: Path) -> dict[str, Any]:
-    """config.toml as {"seed": 0, "model.kind": "hem", ...} (the dotted keys of `gradlab train --set`)."""
-    path = run_dir / "config.toml"
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise RecordsError(f"cannot read the config of run {run_dir}: {err}") from None
-    flat: dict[str, Any] = {}
-    for name, value in data.items():
-        if isinstance(value, dict):
-            flat.update({f"{name}.{key}": v for key, v in value.items()})
-        else:
-            flat[name] = value
-    return flat
-
-
 def load_configs(paths: Paths) -> pd.DataFrame:
     """One row per run: `run`, `run_dir` and every config key as a dotted column (`model.step_size`, `seed`)."""
     dirs = run_dirs(paths)
-    rows = [{"run": label, "run_dir": str(d), **flat_config(d)} for d, label in zip(dirs, run_labels(dirs))]
+    rows = [{"run": label, "run_dir": str(d), **RunDirectory(d).flat_config()}
+            for d, label in zip(dirs, run_labels(dirs))]
     return _tidy_config_columns(pd.DataFrame(rows))
 
 
@@ -110,7 +94,7 @@ def load_metrics(paths: Paths, config: str | Sequence[str] = "all", missing: str
 
 
 def _read_metrics(run_dir: Path) -> pd.DataFrame:
-    path = run_dir / "metrics.parquet"
+    path = RunDirectory(run_dir).metrics_path
     if not path.is_file():
         raise RecordsError(f"no metrics in run {run_dir} (metrics.parquet is written at the first "
                            "checkpoint): train longer or leave this run out")

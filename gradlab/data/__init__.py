@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gradlab.data.build import DATA_SOURCES, NUM_CLASSES, build_dataset
+from gradlab.data.build import DATA_SOURCES, NUM_CLASSES, build_dataset, splits_from_config
 from gradlab.data.compose import SceneConfig
 from gradlab.data.idx import read_idx, write_idx
 from gradlab.data.scenes import SCENE_MEAN, SCENE_NUM_CLASSES, SCENE_STD, SceneDataset
@@ -32,5 +32,6 @@ __all__ = [
     "load_idx_sprites",
     "load_sprites",
     "read_idx",
+    "splits_from_config",
     "write_idx",
 ]

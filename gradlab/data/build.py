@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch.utils.data import Dataset
 
@@ -12,6 +12,9 @@ from gradlab.data.sprites import load_sprites
 from gradlab.data.transforms import EvalTransform, JointTransform, TrainTransform
 from gradlab.data.voc import IMAGENET_MEAN, IMAGENET_STD, VOC_NUM_CLASSES, VOCSegmentation
 from gradlab.errors import DataError
+
+if TYPE_CHECKING:
+    from gradlab.train.config import DataConfig
 
 NUM_CLASSES = {"digits": SCENE_NUM_CLASSES, "idx": SCENE_NUM_CLASSES, "voc": VOC_NUM_CLASSES}
 DATA_SOURCES = tuple(NUM_CLASSES)
@@ -63,3 +66,14 @@ def build_dataset(
         return VOCSegmentation(root, split, transform=_voc_transform(split, size, options))
     _check_options(source, options, SCENE_OPTIONS)
     return SceneDataset(load_sprites(source, root), split, size=size, seed=seed, **options)
+
+
+def splits_from_config(data: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
+    """The (train, val) splits of a config's [data] table (scenes: each split's length and sprite options)."""
+    opts = {"root": data.root or None, "size": data.size, "seed": seed}
+    if data.source == "voc":
+        return build_dataset("voc", "train", **opts), build_dataset("voc", "val", **opts)
+    opts.update(min_sprites=data.min_sprites, max_sprites=data.max_sprites, scale=(data.scale_min, data.scale_max),
+                threshold=data.threshold)
+    return (build_dataset(data.source, "train", length=data.train_length, **opts),
+            build_dataset(data.source, "val", length=data.val_length, **opts))

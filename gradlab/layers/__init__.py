@@ -3,6 +3,6 @@
 from gradlab.layers.ema_unit import EMAUnit
 from gradlab.layers.iteration import EMIteration
 from gradlab.layers.trace import Trace
-from gradlab.layers.unrolled import EMLayer, HEMLayer, UnrolledEM, make_layer
+from gradlab.layers.unrolled import LAYER_KINDS, EMLayer, EMSpec, HEMLayer, UnrolledEM
 
-__all__ = ["EMAUnit", "EMIteration", "EMLayer", "HEMLayer", "Trace", "UnrolledEM", "make_layer"]
+__all__ = ["LAYER_KINDS", "EMAUnit", "EMIteration", "EMLayer", "EMSpec", "HEMLayer", "Trace", "UnrolledEM"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -13,6 +14,40 @@ from gradlab.layers.iteration import EMIteration
 from gradlab.layers.kernels import KERNELS, logits, objective, project
 from gradlab.layers.trace import Trace
 from gradlab.taps import tap as _tap
+
+LAYER_KINDS = ("em", "hem")
+
+
+@dataclass(frozen=True)
+class EMSpec:
+    """The settings of one unrolled EM / HEM layer, the one home of their defaults (MATH.md §2–§5), passed from
+    a config through `gradlab.models.build_model` to the layer: `kind` "em" (EMANet, η = 1) or "hem" (HEMNet's
+    highway step η), K `bases`, T `iterations`, `step_size` η (ignored by EM), the E-step `kernel`, the
+    softmax `temperature` τ, `normalize` (P), the bases' moving-average `momentum` α, and `grad_iterations`:
+    None or "all" (every iteration carries gradient), or k (only the last k, MATH.md §5)."""
+
+    kind: str = "hem"
+    bases: int = 64
+    iterations: int = 3
+    step_size: float = 0.5
+    kernel: str = "dot"
+    temperature: float = 1.0
+    normalize: bool = True
+    momentum: float = 0.9
+    grad_iterations: int | str | None = None
+
+    def __post_init__(self) -> None:
+        require(self.kind in LAYER_KINDS, "kind", self.kind, f"one of {', '.join(LAYER_KINDS)}")
+        if self.grad_iterations == "all":
+            object.__setattr__(self, "grad_iterations", None)
+
+    def layer(self, channels: int) -> UnrolledEM:
+        """The `EMLayer` or `HEMLayer` of these settings on `channels` channels (checks every value)."""
+        options = {"kernel": self.kernel, "temperature": self.temperature, "normalize": self.normalize,
+                   "momentum": self.momentum, "grad_iterations": self.grad_iterations}
+        if self.kind == "em":
+            return EMLayer(channels, self.bases, self.iterations, **options)
+        return HEMLayer(channels, self.bases, self.iterations, self.step_size, **options)
 
 
 class UnrolledEM(nn.Module):
@@ -27,15 +62,15 @@ class UnrolledEM(nn.Module):
     def __init__(
         self,
         channels: int,
-        bases: int = 64,
-        iterations: int = 3,
-        step_size: float = 1.0,
+        bases: int = EMSpec.bases,
+        iterations: int = EMSpec.iterations,
+        step_size: float = EMSpec.step_size,
         *,
-        kernel: str = "dot",
-        temperature: float = 1.0,
-        normalize: bool = True,
-        momentum: float = 0.9,
-        grad_iterations: int | None = None,
+        kernel: str = EMSpec.kernel,
+        temperature: float = EMSpec.temperature,
+        normalize: bool = EMSpec.normalize,
+        momentum: float = EMSpec.momentum,
+        grad_iterations: int | None = EMSpec.grad_iterations,
     ):
         super().__init__()
         require(is_int(channels), "channels", channels, "an integer >= 1")
@@ -148,7 +183,7 @@ def _untapped(tensor: torch.Tensor, *args, **kwargs) -> torch.Tensor:
 class EMLayer(UnrolledEM):
     """EMANet's unrolled EM attention: the HEM update with step size η = 1."""
 
-    def __init__(self, channels: int, bases: int = 64, iterations: int = 3, **kwargs):
+    def __init__(self, channels: int, bases: int = EMSpec.bases, iterations: int = EMSpec.iterations, **kwargs):
         if "step_size" in kwargs:
             raise TypeError("EMLayer has no step_size (it is EM, η = 1): use HEMLayer(step_size=...)")
         super().__init__(channels, bases, iterations, 1.0, **kwargs)
@@ -157,14 +192,7 @@ class EMLayer(UnrolledEM):
 class HEMLayer(UnrolledEM):
     """HEMNet's highway EM: each M-step is the damped step μ ← P((1 − η) μ + η P(m)), 0 < η < 2."""
 
-    def __init__(self, channels: int, bases: int = 64, iterations: int = 3, step_size: float = 0.5, **kwargs):
+    def __init__(self, channels: int, bases: int = EMSpec.bases, iterations: int = EMSpec.iterations,
+                 step_size: float = EMSpec.step_size, **kwargs):
         super().__init__(channels, bases, iterations, step_size, **kwargs)
 
-
-def make_layer(kind: str, channels: int, **kwargs) -> UnrolledEM:
-    """Build an `EMLayer` ("em") or `HEMLayer` ("hem") from a config-style kind name."""
-    kinds = {"em": EMLayer, "hem": HEMLayer}
-    require(kind in kinds, "kind", kind, "one of em, hem")
-    if kind == "em":
-        kwargs.pop("step_size", None)
-    return kinds[kind](channels, **kwargs)

@@ -4,7 +4,7 @@ from gradlab.models.backbone import BACKBONES, build_backbone
 from gradlab.models.head import EMAHead
 from gradlab.models.param_groups import optimizer_param_groups, parameter_groups
 from gradlab.models.resnet import RESNET_SPECS, ResNet, resnet
-from gradlab.models.segnet import MODEL_KINDS, SegmentationNet, build_model, default_head_channels
+from gradlab.models.segnet import MODEL_KINDS, SegmentationNet, build_model, default_head_channels, model_from_config
 from gradlab.models.torchvision_backbone import torchvision_backbone
 from gradlab.models.weights import load_local_weights
 
@@ -19,6 +19,7 @@ __all__ = [
     "build_model",
     "default_head_channels",
     "load_local_weights",
+    "model_from_config",
     "optimizer_param_groups",
     "parameter_groups",
     "resnet",

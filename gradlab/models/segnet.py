@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -10,11 +12,14 @@ from torch import nn
 
 from gradlab.checks import is_int, require
 from gradlab.errors import ConfigError
-from gradlab.layers import UnrolledEM, make_layer
+from gradlab.layers import LAYER_KINDS, EMSpec, UnrolledEM
 from gradlab.models.backbone import build_backbone
 from gradlab.models.head import EMAHead
 
-MODEL_KINDS = ("em", "hem", "none")
+if TYPE_CHECKING:
+    from gradlab.train.config import ModelConfig
+
+MODEL_KINDS = (*LAYER_KINDS, "none")
 
 
 def default_head_channels(backbone_channels: int) -> int:
@@ -85,43 +90,30 @@ def _resolve_head_channels(head_channels: int | None, em: UnrolledEM | None, bac
 
 
 def build_model(
-    kind: str,
     num_classes: int,
+    em: EMSpec | None,
     *,
     channels: int | None = None,
-    bases: int = 64,
-    iterations: int = 3,
-    step_size: float = 0.5,
-    kernel: str = "dot",
-    temperature: float = 1.0,
-    normalize: bool = True,
-    grad_iterations: int | str | None = "all",
     backbone: str = "tiny",
     output_stride: int = 8,
     pretrained: str | Path | None = None,
     dropout: float = 0.1,
     deep_stem: bool = False,
 ) -> SegmentationNet:
-    """Build a `SegmentationNet` from config-style values: kind "em" (EMANet), "hem" (HEMNet) or "none".
-
-    `channels` is the head width (None: `default_head_channels`); `grad_iterations="all"` means every
-    iteration carries gradient (None). The EM arguments are ignored for kind "none"; step_size for "em".
-    """
-    require(kind in MODEL_KINDS, "kind", kind, f"one of {', '.join(MODEL_KINDS)}")
+    """A `SegmentationNet` whose head holds the layer of `em` (an `EMSpec`), or the baseline for em=None.
+    `channels` is the head width (None: `default_head_channels` of the backbone)."""
+    require(em is None or isinstance(em, EMSpec), "em", type(em).__name__, "an EMSpec or None (the baseline)")
     net_backbone = build_backbone(backbone, output_stride, pretrained, deep_stem=deep_stem)
     if channels is None:
         channels = default_head_channels(net_backbone.out_channels)
+    layer = em.layer(channels) if em is not None else None
+    return SegmentationNet(num_classes, net_backbone, output_stride, channels, layer, dropout)
+
+
+def model_from_config(model: ModelConfig, num_classes: int) -> SegmentationNet:
+    """The network of a config's [model] table: its EM keys (those of `EMSpec`) make the layer's spec."""
     em = None
-    if kind != "none":
-        em = make_layer(kind, channels, bases=bases, iterations=iterations, step_size=step_size, kernel=kernel,
-                        temperature=temperature, normalize=normalize,
-                        grad_iterations=_parse_grad_iterations(grad_iterations))
-    return SegmentationNet(num_classes, net_backbone, output_stride, channels, em, dropout)
-
-
-def _parse_grad_iterations(value: int | str | None) -> int | None:
-    """"all" or None → None (every iteration); an integer k → k (the layer checks its range)."""
-    if value is None or value == "all":
-        return None
-    require(is_int(value, 0), "grad_iterations", value, '"all", None or an integer >= 0')
-    return value
+    if model.kind != "none":
+        em = EMSpec(**{f.name: getattr(model, f.name) for f in fields(EMSpec) if hasattr(model, f.name)})
+    return build_model(num_classes, em, channels=model.channels or None, backbone=model.backbone,
+                       output_stride=model.output_stride, pretrained=model.pretrained or None, dropout=model.dropout)

@@ -1,12 +1,12 @@
 """Segmentation training with EM / HEM heads: config, loop, evaluation, checkpoints, DDP."""
 
-from gradlab.train.config import Config, apply_overrides, describe_keys, load_config, to_flat_dict, to_toml
+from gradlab.run_dir import RunDirectory
+from gradlab.train.config import Config, apply_overrides, describe_keys, load_config, run_config, to_toml
 from gradlab.train.evaluate import confusion_matrix, evaluate, scores
 from gradlab.train.load_model import load_model
-from gradlab.train.run_dir import RunDirectory
 from gradlab.train.trainer import NonFiniteError, train
 
 __all__ = [
     "Config", "NonFiniteError", "RunDirectory", "apply_overrides", "confusion_matrix", "describe_keys",
-    "evaluate", "load_config", "load_model", "scores", "to_flat_dict", "to_toml", "train",
+    "evaluate", "load_config", "load_model", "run_config", "scores", "to_toml", "train",
 ]

@@ -14,6 +14,10 @@ from typing import Any
 
 from gradlab._toml import tomllib
 from gradlab.errors import ConfigError
+from gradlab.layers import EMSpec
+from gradlab.layers.kernels import KERNELS
+from gradlab.models.segnet import MODEL_KINDS
+from gradlab.run_dir import RunDirectory
 
 
 def key(default: Any, help: str, allowed: str = "", check=None) -> Any:
@@ -48,18 +52,20 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    kind: str = key("hem", "EM unit: em (EMANet), hem (HEMNet) or none (baseline)", "em, hem or none",
-                    lambda v: v in ("em", "hem", "none"))
+    """[model]: the network; its EM keys are those of `gradlab.layers.EMSpec`, with its defaults."""
+
+    kind: str = key(EMSpec.kind, "EM unit: em (EMANet), hem (HEMNet) or none (baseline)", "em, hem or none",
+                    lambda v: v in MODEL_KINDS)
     backbone: str = key("tiny", "dilated ResNet size: tiny, resnet50, resnet101")
     output_stride: int = key(8, "backbone output stride", "8 or 16", lambda v: v in (8, 16))
     pretrained: str = key("", "local state_dict file for the backbone ('' = random init)")
     channels: int = key(0, "head / EM channels C (0 = the backbone's default)", ">= 0", at_least(0))
-    bases: int = key(16, "bases K", ">= 1", at_least(1))
-    iterations: int = key(3, "unrolled iterations T", ">= 1", at_least(1))
-    step_size: float = key(0.5, "HEM step size η (em: resolved to 1)", "in (0, 2)", lambda v: 0 < v < 2)
-    kernel: str = key("dot", "E-step kernel", "dot or gaussian", lambda v: v in ("dot", "gaussian"))
-    temperature: float = key(1.0, "softmax temperature τ", "> 0", positive)
-    normalize: bool = key(True, "normalise the bases (P of MATH.md)")
+    bases: int = key(EMSpec.bases, "bases K", ">= 1", at_least(1))
+    iterations: int = key(EMSpec.iterations, "unrolled iterations T", ">= 1", at_least(1))
+    step_size: float = key(EMSpec.step_size, "HEM step size η (em: resolved to 1)", "in (0, 2)", lambda v: 0 < v < 2)
+    kernel: str = key(EMSpec.kernel, "E-step kernel", " or ".join(KERNELS), lambda v: v in KERNELS)
+    temperature: float = key(EMSpec.temperature, "softmax temperature τ", "> 0", positive)
+    normalize: bool = key(EMSpec.normalize, "normalise the bases (P of MATH.md)")
     grad_iterations: str | int = key("all", "differentiable last iterations: all, or k in [0, T]", '"all" or >= 0',
                                      lambda v: v == "all" or isinstance(v, int) and v >= 0)
     dropout: float = key(0.1, "dropout before the classifier", "in [0, 1)", lambda v: 0 <= v < 1)
@@ -213,6 +219,13 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
     return validate(apply_overrides(config, overrides or []))
 
 
+def run_config(run_dir: str | Path, overrides: list[str] | None = None) -> Config:
+    """The config of a run directory (its config.toml), with `overrides` (e.g. ["train.device=cpu"])."""
+    run = RunDirectory(run_dir)
+    run.require_run()
+    return load_config(run.config_path, overrides)
+
+
 def _read_config(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
@@ -277,11 +290,6 @@ def _toml_string(text: str) -> str:
         else:
             out.append(ch)
     return '"' + "".join(out) + '"'
-
-
-def to_flat_dict(config: Config) -> dict[str, Any]:
-    """{"model.iterations": 3, ...}: the keys as columns for analysis."""
-    return {dotted: getattr(holder, f.name) for dotted, (holder, f) in key_fields(config).items()}
 
 
 def describe_keys() -> str:

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from gradlab.layers import EMAUnit, make_layer
+from gradlab.layers import EMAUnit, EMSpec
 
 
 class TinyNet(nn.Module):
@@ -13,7 +13,7 @@ class TinyNet(nn.Module):
     def __init__(self, kind="hem", channels=8, bases=4, iterations=4, **layer_kw):
         super().__init__()
         self.stem = nn.Conv2d(3, channels, 3, padding=1)
-        self.ema = EMAUnit(make_layer(kind, channels, bases=bases, iterations=iterations, **layer_kw))
+        self.ema = EMAUnit(EMSpec(kind, bases, iterations, **layer_kw).layer(channels))
         self.classifier = nn.Conv2d(channels, 3, 1)
 
     def forward(self, x):

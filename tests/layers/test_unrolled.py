@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from gradlab.layers import EMLayer, HEMLayer, make_layer
+from gradlab.layers import EMLayer, EMSpec, HEMLayer
 from tests.layers.reference import reference_em
 
 SETTINGS = [("dot", True), ("dot", False), ("gaussian", True), ("gaussian", False)]
@@ -212,10 +212,21 @@ def test_bad_input_shape_says_what_was_expected():
         layer(torch.randn(1, 5, 3, 3))
 
 
-def test_em_layer_refuses_a_step_size_and_make_layer_builds_both():
+def test_em_layer_refuses_a_step_size_and_the_spec_builds_both():
     with pytest.raises(TypeError, match="HEMLayer"):
         EMLayer(4, 3, 2, step_size=0.5)
-    assert type(make_layer("em", 4, bases=3, step_size=0.5)) is EMLayer
-    assert make_layer("hem", 4, bases=3, step_size=0.25).step_size == 0.25
+    assert type(EMSpec("em", bases=3, step_size=0.5).layer(4)) is EMLayer
+    assert EMSpec("hem", bases=3, step_size=0.25).layer(4).step_size == 0.25
     with pytest.raises(ValueError, match="kind="):
-        make_layer("gmm", 4)
+        EMSpec("gmm").layer(4)
+
+
+def test_the_spec_is_the_one_home_of_the_layer_defaults():
+    spec, em, hem = EMSpec(), EMLayer(4), HEMLayer(4)
+    for layer in (em, hem):
+        assert (layer.num_bases, layer.num_iterations, layer.kernel, layer.temperature, layer.normalize,
+                layer.momentum, layer.grad_iterations) == (spec.bases, spec.iterations, spec.kernel,
+                                                           spec.temperature, spec.normalize, spec.momentum,
+                                                           spec.grad_iterations)
+    assert hem.step_size == spec.step_size and em.step_size == 1.0
+    assert EMSpec(grad_iterations="all").grad_iterations is None

@@ -7,12 +7,14 @@ import torch
 from torch import nn
 
 from gradlab.errors import ConfigError
+from gradlab.layers import EMSpec
 from gradlab.models import build_model, optimizer_param_groups, parameter_groups
 
 
 @pytest.fixture(params=["em", "hem", "none"])
 def net(request):
-    return build_model(request.param, 3, channels=16, bases=4)
+    em = None if request.param == "none" else EMSpec(request.param, bases=4)
+    return build_model(3, em, channels=16)
 
 
 def test_groups_partition_all_parameters_exactly_once(net):
@@ -55,7 +57,7 @@ def test_sgd_groups_cover_every_parameter_once_with_emanet_rates(net):
 
 
 def test_sgd_groups_leave_out_empty_groups_and_drive_an_optimizer():
-    net = build_model("none", 3, channels=16)
+    net = build_model(3, None, channels=16)
     groups = optimizer_param_groups(net, lr=0.1, weight_decay=1e-4)
     assert not any(g["name"].startswith("em/") for g in groups)
     opt = torch.optim.SGD(groups, momentum=0.9)

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
 
 from gradlab._toml import tomllib
 from gradlab.errors import ConfigError
-from gradlab.train.config import Config, describe_keys, from_dict, load_config, to_flat_dict, to_toml
+from gradlab.run_dir import flat_keys
+from gradlab.train.config import Config, describe_keys, from_dict, load_config, to_toml
 
 
 def test_defaults_round_trip_through_toml():
@@ -14,7 +17,7 @@ def test_defaults_round_trip_through_toml():
 
 
 def test_flat_dict_has_dotted_keys():
-    flat = to_flat_dict(Config())
+    flat = flat_keys(asdict(Config()))
     assert flat["model.step_size"] == 0.5 and flat["seed"] == 0 and "record.every" in flat
 
 
@@ -51,7 +54,7 @@ def test_floats_accept_integers_and_missing_files_are_named(tmp_path):
 
 def test_every_key_is_described():
     text = describe_keys()
-    for dotted in to_flat_dict(Config()):
+    for dotted in flat_keys(asdict(Config())):
         assert f"  {dotted} " in text
 
 

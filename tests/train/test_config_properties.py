@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gradlab.errors import ConfigError
-from gradlab.train.config import key_fields, load_config, to_flat_dict, to_toml
+from gradlab.run_dir import flat_keys
+from gradlab.train.config import key_fields, load_config, to_toml
 
 FIELDS = {k: f for k, (_, f) in key_fields().items()}
 KEYS = sorted(FIELDS)
@@ -153,7 +155,7 @@ def test_one_valid_value_round_trips(data):
     value = data.draw(VALID[dotted], label="value")
     values = repair({dotted: value})
     config = load_config(None, [f"{k}={toml_value(v)}" for k, v in values.items()])
-    flat = to_flat_dict(config)
+    flat = flat_keys(asdict(config))
     assert flat[dotted] == expected(dotted, values[dotted], values)
     assert type(flat[dotted]) is type(expected(dotted, values[dotted], values))
     back = roundtrip(config)
@@ -165,7 +167,7 @@ def test_one_valid_value_round_trips(data):
 def test_many_valid_values_round_trip_through_to_toml(values):
     values = repair(values)
     config = load_config(None, [f"{k}={toml_value(v)}" for k, v in values.items()])
-    flat = to_flat_dict(config)
+    flat = flat_keys(asdict(config))
     for dotted, value in values.items():
         assert flat[dotted] == expected(dotted, value, values), dotted
     back = roundtrip(config)

@@ -13,11 +13,12 @@ from torch.utils.data import DataLoader
 
 import gradlab
 import gradlab.train
-from gradlab.train import NonFiniteError, train
+from gradlab.data import splits_from_config
+from gradlab.models import model_from_config
+from gradlab.run_dir import git_revision
+from gradlab.train import NonFiniteError, run_config, train
 from gradlab.train import trainer as trainer_module
 from gradlab.train.evaluate import evaluate
-from gradlab.train.run_dir import git_revision
-from gradlab.train.trainer import build_data, build_net
 from tests.train.conftest import tiny_config
 
 
@@ -25,7 +26,7 @@ def test_a_run_directory_holds_everything(tmp_path):
     run = train(tiny_config(), tmp_path / "run", progress=False)
     meta = json.loads(run.meta_path.read_text())
     assert meta["status"] == "complete" and meta["gradlab_version"] == gradlab.__version__
-    assert run.config() == tiny_config()
+    assert run_config(run.path) == tiny_config()
     state = torch.load(run.checkpoint, weights_only=True)
     assert state["step"] == 6
     model, config = gradlab.train.load_model(run.path)
@@ -46,9 +47,9 @@ def test_tiny_training_learns_its_scenes(tmp_path):
     metrics = pd.read_parquet(run.metrics_path)
     loss = metrics[metrics.name == "loss"].value.to_numpy()
     assert loss[-5:].mean() < 0.5 * loss[:5].mean()
-    net = build_net(config, 11)
+    net = model_from_config(config.model, 11)
     net.load_state_dict(torch.load(run.checkpoint, weights_only=True)["model"])
-    train_set = build_data(config)[0]
+    train_set = splits_from_config(config.data, config.seed)[0]
     assert evaluate(net, DataLoader(train_set, batch_size=8), 11, torch.device("cpu"))["miou"] > 0.4
 
 
@@ -60,8 +61,8 @@ def test_resume_equals_a_straight_run(tmp_path, monkeypatch):
     straight = train(tiny_config(), tmp_path / "straight", progress=False)
     real_checkpoint = trainer_module._checkpoint
 
-    def checkpoint_then_die(net, opt, rec, metrics, run, done, ctx):
-        real_checkpoint(net, opt, rec, metrics, run, done, ctx)
+    def checkpoint_then_die(training, done):
+        real_checkpoint(training, done)
         if done == 3:
             raise Killed
 
@@ -96,7 +97,7 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0(tmp_path, 
     killed = gradlab.train.RunDirectory(tmp_path / "killed")
     assert not killed.checkpoint.exists() and list((killed.path / "records").glob("part-*.parquet"))
     (killed.path / "meta.json").unlink()  # killed while the meta was being written, too
-    resumed = train(killed.config(), killed.path, resume=True, progress=False)
+    resumed = train(run_config(killed.path), killed.path, resume=True, progress=False)
 
     assert json.loads(resumed.meta_path.read_text())["status"] == "complete"
     assert torch.load(resumed.checkpoint, weights_only=True)["step"] == 6
@@ -128,7 +129,7 @@ def test_meta_records_the_commit_of_the_users_working_directory(tmp_path, monkey
 
 class NaNImages(torch.utils.data.Dataset):
     def __init__(self, base):
-        self.base, self.num_classes = base, base.num_classes
+        self.base, self.num_classes, self.ignore_index = base, base.num_classes, base.ignore_index
 
     def __len__(self):
         return len(self.base)
@@ -139,8 +140,9 @@ class NaNImages(torch.utils.data.Dataset):
 
 
 def nan_data(monkeypatch):
-    real = trainer_module.build_data
-    monkeypatch.setattr(trainer_module, "build_data", lambda c: (NaNImages(real(c)[0]), real(c)[1]))
+    real = trainer_module.splits_from_config
+    monkeypatch.setattr(trainer_module, "splits_from_config", lambda d, seed: (NaNImages(real(d, seed)[0]),
+                                                                               real(d, seed)[1]))
 
 
 def test_nonfinite_stop_keeps_no_bad_checkpoint_and_says_where(tmp_path, monkeypatch):
@@ -166,7 +168,8 @@ class NaNAtStep(torch.utils.data.Dataset):
     """The training scenes, with NaN images in the batch of one step (and nowhere else)."""
 
     def __init__(self, base, indices):
-        self.base, self.indices, self.num_classes = base, set(indices), base.num_classes
+        self.base, self.indices = base, set(indices)
+        self.num_classes, self.ignore_index = base.num_classes, base.ignore_index
 
     def __len__(self):
         return len(self.base)
@@ -182,9 +185,10 @@ def test_nonfinite_at_a_later_step_is_recorded_there_kept_out_of_the_checkpoint_
     from gradlab.train.sampler import StepBatches
 
     config = tiny_config()  # 6 steps, a checkpoint every 3
-    real = trainer_module.build_data
+    real = trainer_module.splits_from_config
     step4 = list(StepBatches(config.data.train_length, config.train.batch_size, config.train.steps, config.seed))[4]
-    monkeypatch.setattr(trainer_module, "build_data", lambda c: (NaNAtStep(real(c)[0], step4), real(c)[1]))
+    monkeypatch.setattr(trainer_module, "splits_from_config",
+                        lambda d, seed: (NaNAtStep(real(d, seed)[0], step4), real(d, seed)[1]))
     with pytest.raises(NonFiniteError, match="non-finite loss at step 4"):
         train(config, tmp_path / "run", progress=False)
     assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["step"] == 3

@@ -1,0 +1,151 @@
+"""The run directory: the one home of the name of every file in it, and of reading its metadata (no torch).
+
+    RUN/config.toml          the resolved config, every key (written once, at the start)
+    RUN/meta.json            versions, seed, git revision, device, world size; `status` (RUN_STATUSES)
+    RUN/metrics.parquet      loss, lr, val mIoU per step
+    RUN/records/part-r{rank:03d}-{index:06d}.parquet   the recorder's parts (gradlab.records)
+    RUN/checkpoints/last.pt  the last checkpoint
+    RUN/attribution.parquet  `gradlab attribute`'s table
+    RUN/report/              report.html, report.md, figures, attribution figures
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from gradlab._toml import tomllib
+from gradlab.atomic import write_text
+from gradlab.errors import ConfigError, RecordsError
+
+CONFIG = "config.toml"
+META = "meta.json"
+METRICS = "metrics.parquet"
+RECORDS = "records"
+CHECKPOINT = "checkpoints/last.pt"
+ATTRIBUTION = "attribution.parquet"
+REPORT = "report"
+REPORT_HTML, REPORT_MD = "report.html", "report.md"
+PARTS = "part-*.parquet"
+
+#: meta.json's `status`: running (or killed while running), complete, stopped (a non-finite loss), failed
+RUN_STATUSES = ("running", "complete", "stopped", "failed")
+
+
+def part_name(rank: int, index: int) -> str:
+    """The file name of records part `index` written by `rank`."""
+    return f"part-r{rank:03d}-{index:06d}.parquet"
+
+
+def rank_parts(rank: int) -> str:
+    """The glob of every records part of `rank`."""
+    return f"part-r{rank:03d}-*.parquet"
+
+
+class RunDirectory:
+    """A run directory's paths, its metadata and its config as written; `gradlab.train` creates and fills it."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.config_path = self.path / CONFIG
+        self.meta_path = self.path / META
+        self.metrics_path = self.path / METRICS
+        self.records_path = self.path / RECORDS
+        self.checkpoint = self.path / CHECKPOINT
+        self.attribution_path = self.path / ATTRIBUTION
+        self.report_path = self.path / REPORT
+
+    @property
+    def is_run(self) -> bool:
+        """True when the folder holds a config.toml (what makes a folder a run directory)."""
+        return self.config_path.is_file()
+
+    def create(self, config_toml: str, meta: dict[str, Any]) -> None:
+        """Start a new run; an existing non-empty folder is refused (resume it or choose another)."""
+        if self.path.exists() and any(self.path.iterdir()):
+            raise ConfigError(f"run directory {self.path} already exists and is not empty: "
+                              "add --resume to continue it, or choose another --out")
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_text(self.config_path, config_toml)
+        self.write_meta({**meta, "status": "running"})
+
+    def require_run(self) -> None:
+        if not self.is_run:
+            raise ConfigError(f"{self.path} is not a run directory (no {CONFIG}): check the path or drop --resume")
+
+    def meta(self) -> dict[str, Any]:
+        return json.loads(self.meta_path.read_text()) if self.meta_path.is_file() else {}
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        write_text(self.meta_path, json.dumps(meta, indent=2, default=str))
+
+    def update_meta(self, **changes: Any) -> None:
+        self.write_meta({**self.meta(), **changes})
+
+    @property
+    def status(self) -> str:
+        """meta.json's status, "unknown" without a readable one."""
+        try:
+            return str(self.meta().get("status", "unknown"))
+        except (OSError, ValueError, AttributeError):
+            return "unknown"
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete"
+
+    def flat_config(self) -> dict[str, Any]:
+        """config.toml as {"seed": 0, "model.kind": "hem", ...} (the dotted keys of `gradlab train --set`)."""
+        try:
+            return flat_keys(tomllib.loads(self.config_path.read_text()))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+            raise RecordsError(f"cannot read the config of run {self.path}: {err}") from None
+
+
+def flat_keys(table: Mapping[str, Any]) -> dict[str, Any]:
+    """A config's tables as dotted keys: {"seed": 0, "model": {"kind": "hem"}} → {"seed": 0, "model.kind": "hem"}.
+    One level of tables, as in config.toml; for a `Config` pass `dataclasses.asdict(config)`."""
+    flat: dict[str, Any] = {}
+    for name, value in table.items():
+        if isinstance(value, Mapping):
+            flat.update({f"{name}.{key}": v for key, v in value.items()})
+        else:
+            flat[name] = value
+    return flat
+
+
+def run_meta(*, seed: int, device: str, world: int) -> dict[str, Any]:
+    """Versions, seed, the git revision of the user's working directory and the device: what it takes to
+    reproduce the run (torch's version is added by the trainer, which imports it)."""
+    import gradlab
+
+    return {
+        "gradlab_version": gradlab.__version__,
+        "python": platform.python_version(),
+        "seed": seed,
+        "git_revision": git_revision(),
+        "device": device,
+        "world_size": world,
+        "started": now(),
+    }
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def git_revision(cwd: str | Path | None = None) -> str | None:
+    """The commit checked out where the user runs gradlab (`cwd`, default the current directory): the code and
+    configs of their project, not gradlab's own source tree (gradlab_version says which gradlab ran). None
+    outside a git repository, in one without commits, or without git."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=cwd or Path.cwd())
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
