@@ -4,18 +4,35 @@
     frame = depth_profile(net, images, classes, regions)             # attribution of μ^(t) per iteration t
     maps = input_attributions(net, images, classes, regions)         # Saliency and IntegratedGradients
     attribute_run("runs/hem")                                        # table + figures for `gradlab report`
+
+core.py holds the score, regions, methods and the attributions themselves; run.py a trained run's network and
+images, its profiles, figures and files.
 """
 
-from gradlab.attribution.depth_profile import COLUMNS, depth_profile
-from gradlab.attribution.errors import AttributionError
-from gradlab.attribution.figures import depth_profile_figure, input_attribution_figure
-from gradlab.attribution.inputs import input_attributions, integrated_gradients, saliency
-from gradlab.attribution.methods import INPUT_METHODS, LAYER_METHODS, METHODS
-from gradlab.attribution.mode import attribution_mode
-from gradlab.attribution.regions import class_regions
-from gradlab.attribution.runs import load_run, profile_runs
-from gradlab.attribution.score import SegmentationScore
-from gradlab.attribution.write import AttributionFiles, attribute_run
+from __future__ import annotations
+
+from gradlab.attribution.core import (
+    COLUMNS,
+    INPUT_METHODS,
+    LAYER_METHODS,
+    METHODS,
+    AttributionError,
+    SegmentationScore,
+    attribution_mode,
+    class_regions,
+    depth_profile,
+    input_attributions,
+    integrated_gradients,
+    saliency,
+)
+from gradlab.attribution.run import (
+    AttributionFiles,
+    attribute_run,
+    depth_profile_figure,
+    input_attribution_figure,
+    load_run,
+    profile_runs,
+)
 
 __all__ = [
     "COLUMNS", "INPUT_METHODS", "LAYER_METHODS", "METHODS", "AttributionError", "AttributionFiles",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gradlab.attribution import depth_profile, load_run
-from gradlab.attribution.runs import Batch, first_images
+from gradlab.attribution.run import Batch, first_images
 from tests.report.runs import tiny_runs
 
 N_STEPS = 32  # path methods: enough for the profile's shape, cheap on one thread
