@@ -3,7 +3,6 @@ file and a Markdown summary."""
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Iterable
@@ -29,6 +28,7 @@ from gradlab.report.tables import (
     hue_column,
     regime_table,
 )
+from gradlab.run_dir import RunDirectory
 
 DEFAULT_DPI = 110
 
@@ -76,7 +76,7 @@ def build_report(run_dirs: str | os.PathLike | Iterable[str | os.PathLike], out_
 
 def default_out_dir(data: RunData) -> Path:
     """RUN_DIR/report/ for one run, ./report/ for several."""
-    return data.runs[0].run_dir / "report" if len(data.runs) == 1 else Path("report")
+    return RunDirectory(data.runs[0].run_dir).report_path if len(data.runs) == 1 else Path("report")
 
 
 def assemble(data: RunData, *, out: Path, title: str | None, dpi: int,
@@ -136,17 +136,10 @@ def _run_info(row, records: pd.DataFrame, metrics: pd.DataFrame) -> RunInfo:
     mine = records[(records["run"] == row.run).to_numpy()]
     steps = mine["step"]
     return RunInfo(
-        name=str(row.run), run_dir=Path(row.run_dir), status=_status(Path(row.run_dir)),
+        name=str(row.run), run_dir=Path(row.run_dir), status=RunDirectory(row.run_dir).status,
         recorded_steps=int(steps.nunique()), first_step=float(steps.min()) if len(steps) else float("nan"),
         last_step=float(steps.max()) if len(steps) else float("nan"),
         has_gradients=bool(len(iteration_gradients(mine))), has_metrics=bool((metrics["run"] == row.run).any()))
-
-
-def _status(run_dir: Path) -> str:
-    try:
-        return str(json.loads((run_dir / "meta.json").read_text()).get("status", "unknown"))
-    except (OSError, ValueError):
-        return "unknown"
 
 
 def _run_notes(run: RunInfo, config: dict) -> list[str]:

@@ -27,6 +27,7 @@ from gradlab.plots import (
 from gradlab.report import tables as fmt
 from gradlab.report.render import Image, Section, Table, Text, table_from
 from gradlab.report.tables import RunInfo, comparison_rows, config_keys, differing_keys
+from gradlab.run_dir import RunDirectory
 
 KEY_SETTINGS = ("model.kind", "model.iterations", "model.step_size", "model.bases", "model.grad_iterations",
                 "model.kernel", "model.temperature", "model.backbone", "data.source", "data.size", "train.steps",
@@ -329,13 +330,14 @@ def attribution_section(runs: list[RunInfo], *, out: Path) -> tuple[Section | No
     report/attribution*.png in the run directory), copied beside the report; None when no run has any."""
     blocks, files = [], []
     for run in runs:
-        table = attribution_table(run.run_dir)
+        run_dir = RunDirectory(run.run_dir)
+        table = attribution_table(run_dir.attribution_path)
         if table is not None:
             rows = [[fmt.number(v) if isinstance(v, float) else str(v) for v in row]
                     for row in table.itertuples(index=False, name=None)]
             blocks.append(Table([str(c) for c in table.columns], rows,
                                 caption=f"{run.name}: attribution.parquet (first {len(table)} rows)"))
-        for source in sorted((run.run_dir / "report").glob("attribution*.png")):
+        for source in sorted(run_dir.report_path.glob("attribution*.png")):
             path = _copy_image(source, out / FIGURES_DIR, run.name)
             files.append(path)
             blocks.append(Image(f"{run.name}: {source.stem}", f"{source} from the run directory",
@@ -346,9 +348,8 @@ def attribution_section(runs: list[RunInfo], *, out: Path) -> tuple[Section | No
 ATTRIBUTION_ROWS = 20
 
 
-def attribution_table(run_dir: Path) -> pd.DataFrame | None:
-    """The first ATTRIBUTION_ROWS rows of run_dir/attribution.parquet, or None (absent or unreadable)."""
-    path = run_dir / "attribution.parquet"
+def attribution_table(path: Path) -> pd.DataFrame | None:
+    """The first ATTRIBUTION_ROWS rows of a run's attribution.parquet, or None (absent or unreadable)."""
     if not path.is_file():
         return None
     try:
