@@ -12,7 +12,7 @@ with the same shapes and transposed operands, and nothing else. Matmul FLOPs: 2Â
 ratios), achieved GFLOP/s (FLOPs / median time) and the fraction of torch.bmm's throughput (median of the
 per-round floor time / layer time). Layers run in eval mode (the reference keeps no moving average). On Linux
 the CPU allocator is held steady first (see `hem_vs_em.steady_malloc`; `--system-malloc` leaves it).
-Target (issue 9): at least as fast as the reference.
+Target: at least as fast as the reference.
 
     python -m benchmarks.em_layer_speed                # EMANet's + two CPU sizes, Î· = 1 and 0.5 (~45 s)
     python -m benchmarks.em_layer_speed --smoke        # seconds; checks that it runs

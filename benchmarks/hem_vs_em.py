@@ -8,7 +8,7 @@ the forward (reset per measurement); on every device the bytes autograd saves fo
 `torch.autograd.graph.saved_tensors_hooks` once per storage (views of one storage, such as the per-iteration
 aliases X^(t) of the input, count once), with and without the input's storage ("w/o x"). Both layers run in
 eval mode, so the moving-average update of the bases (the same for both) is left out. On Linux the CPU allocator
-is held steady first (`steady_malloc`; `--system-malloc` leaves it). Target (issue 9): <= 1.02 in time and memory.
+is held steady first (`steady_malloc`; `--system-malloc` leaves it). Target: <= 1.02 in time and memory.
 
     python -m benchmarks.hem_vs_em                 # EMANet's sizes + two CPU-sized ones (~45 s, 2 CPU cores)
     python -m benchmarks.hem_vs_em --smoke         # seconds; checks that it runs

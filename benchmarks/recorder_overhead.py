@@ -1,7 +1,7 @@
 """Recorder overhead: training-step time with the recorder on (every step, every 10th) vs off.
 
 The modes alternate round by round in one process, so drift in machine load hits all of them alike.
-Reported: the median step time per mode and its ratio to "off". Target (issue 3): <= 1.05 every step.
+Reported: the median step time per mode and its ratio to "off". Target: <= 1.05 every step.
 
     python -m benchmarks.recorder_overhead            # full run (~1-2 min on 2 CPU cores)
     python -m benchmarks.recorder_overhead --smoke    # seconds; checks that it runs

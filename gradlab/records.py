@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from gradlab.atomic import atomic_path
 from gradlab.errors import RecordsError
+from gradlab.run_dir import PARTS, RECORDS
 
 COLUMNS = ("run", "step", "layer", "iteration", "quantity", "value", "status", "rank")
 #: statuses that mean "no gradient reached this state" (never shown as a zero norm): no_grad when the state was
@@ -92,8 +93,8 @@ def part_files(path: str | os.PathLike) -> list[Path]:
         raise RecordsError(f"no records at {p}: expected a run directory, its records/ folder or a .parquet file")
     if p.is_file():
         return [p]
-    folder = p / "records" if (p / "records").is_dir() else p
-    return sorted(folder.glob("part-*.parquet"))
+    folder = p / RECORDS if (p / RECORDS).is_dir() else p
+    return sorted(folder.glob(PARTS))
 
 
 def _checked(table: pa.Table) -> pa.Table:

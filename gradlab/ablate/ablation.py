@@ -19,7 +19,7 @@ from gradlab.ablate.grid import Axis, Trial, expand
 from gradlab.ablate.runner import Outcome, run_trials
 from gradlab.ablate.summary import panel_frame, summarize_ablation, to_markdown
 from gradlab.atomic import write_text
-from gradlab.errors import ConfigError, GradlabError
+from gradlab.errors import ConfigError
 from gradlab.run_dir import RunDirectory
 
 MANIFEST = "ablation.json"
@@ -37,10 +37,6 @@ class AblationResult:
     @property
     def failed(self) -> list[Outcome]:
         return [o for o in self.outcomes if o.state == "failed"]
-
-
-class TrialsFailed(GradlabError):
-    """Some trials of an ablation failed (their logs say why); the others ran and were summarised."""
 
 
 def run_ablation(config: str | None, axes: Sequence[Axis], seeds: int = 1, out: str | Path = "runs/ablation", *,

@@ -91,8 +91,9 @@ def decay_flags(decay_frame: pd.DataFrame) -> list[pd.DataFrame]:
     ]
 
 
-def spikes(frame: pd.DataFrame) -> pd.DataFrame | None:
-    """Steps where an ok `grad/*` norm exceeds SPIKE_FACTOR × the median of the series' previous steps."""
+def spikes(frame: pd.DataFrame) -> pd.DataFrame:
+    """Steps where an ok `grad/*` norm exceeds SPIKE_FACTOR × the median of the series' previous steps, as
+    FLAG_TABLE rows (none: an empty table)."""
     grad = matching(frame["quantity"], is_gradient_norm)
     rows = frame[grad & (frame["status"] == "ok").to_numpy()]
     series = group_ids(rows, ["run", "rank", "layer", "quantity", "iteration"])[0]
@@ -105,8 +106,9 @@ def spikes(frame: pd.DataFrame) -> pd.DataFrame | None:
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = value.to_numpy() / median
         hit = (median > 0) & (ratio > th.SPIKE_FACTOR)
-    return _per_series(rows[hit], "spike", ratio[hit], "max", th.SPIKE_FACTOR, lambda q, s, its, v: (
+    found = _per_series(rows[hit], "spike", ratio[hit], "max", th.SPIKE_FACTOR, lambda q, s, its, v: (
         f"{q}: {v:.0f}× the median of the previous {th.SPIKE_WINDOW} steps{_at(its)} (> {th.SPIKE_FACTOR:g}×)"))
+    return found[FLAG_TABLE] if found is not None else empty_flags()
 
 
 def diagnostics(frame: pd.DataFrame, bases: int | None = None) -> pd.DataFrame:
@@ -165,13 +167,18 @@ def diagnostic_flags(diag: pd.DataFrame) -> list[pd.DataFrame]:
     ]
 
 
+def empty_flags() -> pd.DataFrame:
+    """A FLAG_TABLE with no rows."""
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in FLAG_TABLE})
+
+
 def flags(frame: pd.DataFrame, bases: int | None = None) -> pd.DataFrame:
     """Every flag raised in a records frame: one row per (run, rank, step, layer, quantity, flag), FLAG_TABLE."""
     parts = [*status_flags(frame), *decay_flags(decay(frame)), spikes(frame),
              *diagnostic_flags(diagnostics(frame, bases))]
     parts = [p[FLAG_TABLE] for p in parts if p is not None and len(p)]
     if not parts:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in FLAG_TABLE})
+        return empty_flags()
     out = pd.concat([p.astype({c: object for c in ("run", "layer", "quantity")}) for p in parts],
                     ignore_index=True)
     return out.sort_values(["run", "rank", "step", "layer", "flag"], kind="stable").reset_index(drop=True)

@@ -32,6 +32,7 @@ from gradlab.instrument.norms import cosine, l2_norm
 from gradlab.instrument.schedules import Schedule, as_schedule
 from gradlab.parallel import current_rank, unwrap
 from gradlab.records import RecordBuffer, write_part
+from gradlab.run_dir import RECORDS, part_name, rank_parts
 from gradlab.taps import TracedLayer
 
 Key = tuple[str, str, "int | None"]  # (layer, quantity, iteration)
@@ -232,14 +233,14 @@ class Recorder:
         """Write the rows not yet on disk as one atomic Parquet part under run_dir/records/."""
         if self.run_dir is None or len(self.records) == self._flushed:
             return
-        path = self.run_dir / "records" / f"part-r{self.rank:03d}-{self._part:06d}.parquet"
+        path = self.run_dir / RECORDS / part_name(self.rank, self._part)
         write_part(self.records.table(self._flushed), path)
         self._flushed, self._part = len(self.records), self._part + 1
 
     def _next_part_index(self) -> int:
         if self.run_dir is None:
             return 0
-        existing = sorted((self.run_dir / "records").glob(f"part-r{self.rank:03d}-*.parquet"))
+        existing = sorted((self.run_dir / RECORDS).glob(rank_parts(self.rank)))
         return int(existing[-1].stem.rsplit("-", 1)[1]) + 1 if existing else 0
 
     def close(self) -> None:

@@ -10,8 +10,6 @@ from gradlab.errors import ConfigError
 from gradlab.models.segnet import SegmentationNet
 from gradlab.parallel import unwrap
 
-GROUPS = ("backbone", "em", "head")
-
 
 def parameter_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     """{"backbone", "em", "head"} → parameters; every parameter of the model is in exactly one group.

@@ -28,12 +28,12 @@ def test_spike_is_flagged_at_the_step_that_jumps_tenfold_and_only_there():
 def test_no_spike_before_enough_earlier_steps_and_never_against_a_zero_median():
     early = steady([1.0, 1.0, 100.0] + [1.0] * 10)
     zeros = steady([0.0] * 10 + [1.0])
-    assert spikes(early) is None and spikes(zeros) is None
+    assert spikes(early).empty and spikes(zeros).empty
 
 
 def test_spike_factor_is_read_from_the_thresholds_module(monkeypatch):
     values = [1.0] * 10 + [5.0]
-    assert spikes(steady(values)) is None
+    assert spikes(steady(values)).empty
     monkeypatch.setattr(th, "SPIKE_FACTOR", 4.0)
     assert spikes(steady(values))["step"].tolist() == [10]
 
