@@ -27,7 +27,7 @@ from gradlab.plots.common import (
     styled,
 )
 
-LOG_METRICS = {"retention"}
+LOG_AXIS_METRICS = {"retention"}  # drawn on a log axis
 DODGE = 0.12  # groups' points side by side, as a fraction of the smallest x spacing (numbers) or of one slot
 
 
@@ -76,7 +76,7 @@ def _panel(ax: Axes, rows: pd.DataFrame, x: str, hue: str, groups: list, colors:
         ax.errorbar(xs, part["estimate"], yerr=np.nan_to_num(yerr), marker="o", markersize=5, capsize=3,
                     color=colors[group], label=labels[group])
     ax.set_xticks(list(positions.values()), [str(v) for v in positions])
-    if rows["metric"].iloc[0] in LOG_METRICS:
+    if rows["metric"].iloc[0] in LOG_AXIS_METRICS:
         ax.set_yscale("log")
     elif rows["metric"].iloc[0] == "decades":
         ax.axhline(0.0, color=GREY, linewidth=0.8)

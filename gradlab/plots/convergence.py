@@ -39,7 +39,7 @@ from gradlab.plots.drawing import (
     special_handles,
 )
 
-LOG_METRICS = {"loss", "grad_norm"}  # drawn on a log axis when every value is positive and they span 2 decades
+LOG_AXIS_METRICS = {"loss", "grad_norm"}  # drawn on a log axis when every value is positive and they span 2 decades
 AUTO_SMOOTH = 0.05  # smooth="auto": a rolling median over this share of a series' points (at least 5)
 
 
@@ -116,7 +116,7 @@ def _metric_panel(ax: Axes, rows: pd.DataFrame, hue: str, colors: dict,
                   smooth: int | str | None) -> tuple[set[str], bool]:
     """Each run's series; returns the special kinds drawn and whether any series was smoothed."""
     values = rows.loc[np.isfinite(rows["value"]), "value"]
-    if rows["name"].iloc[0] in LOG_METRICS and (values > 0).all() and values.max() >= 100 * values.min():
+    if rows["name"].iloc[0] in LOG_AXIS_METRICS and (values > 0).all() and values.max() >= 100 * values.min():
         ax.set_yscale("log")
     kinds, smoothed = set(), False
     for (group, _), run in rows.groupby([hue, "run"], sort=False):
