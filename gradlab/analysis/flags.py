@@ -20,6 +20,7 @@ import pandas as pd
 from gradlab.analysis import thresholds as th
 from gradlab.analysis._codes import dense_mask, group_ids, iteration_sets, matching, status_codes
 from gradlab.analysis.decay import decay, is_gradient_norm
+from gradlab.analysis.wording import iterations, signed
 from gradlab.records import SERIES_KEY, STATUSES
 
 FLAG_TABLE = ["run", "rank", "step", "layer", "quantity", "flag", "value", "threshold", "evidence"]
@@ -35,8 +36,8 @@ def _table(keys: pd.DataFrame, flag: str, value, threshold, evidence: list[str])
     return out
 
 
-def _at(iterations: str) -> str:
-    return f" at iterations {iterations}" if iterations else ""
+def _at(its: str) -> str:
+    return f" at {iterations(its)}" if its else ""
 
 
 def _per_series(rows: pd.DataFrame, flag: str, value: np.ndarray, how: str, threshold: float, describe):
@@ -74,7 +75,7 @@ def status_flags(frame: pd.DataFrame) -> list[pd.DataFrame | None]:
 def decay_flags(decay_frame: pd.DataFrame) -> list[pd.DataFrame]:
     """vanishing and exploding from the decay metrics (R, ρ) of each series."""
     def text(r) -> str:
-        return (f"R = {r.retention:.1e} ({r.decades:+.1f} decades from iteration {r.first_iteration} to "
+        return (f"R = {r.retention:.1e} ({signed(r.decades)} decades from iteration {r.first_iteration} to "
                 f"{r.last_iteration})")
 
     v = decay_frame[decay_frame["vanishing"].to_numpy()]

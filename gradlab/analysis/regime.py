@@ -28,6 +28,7 @@ from gradlab.analysis.aggregate import window
 from gradlab.analysis.decay import decay, profile
 from gradlab.analysis.flags import STEP_KEY, diagnostics
 from gradlab.analysis.mechanism import mechanism
+from gradlab.analysis.wording import iterations, signed
 
 REGIMES = ("nonfinite", "no_grad", "dead", "collapse", "saturation", "one_step", "exploding", "vanishing",
            "misdirected", "attenuated", "healthy")
@@ -96,18 +97,18 @@ def _near_zero_iterations(frame: pd.DataFrame, last: pd.DataFrame, quantity: str
 def _verdict(r) -> tuple[str, str]:
     majority = th.REGIME_MAJORITY
     numbers = _diagnostics_text(r)
-    decay_text = f"{r.decades:+.1f} decades from the first to the last iteration, ρ = {r.rho:.2g} per iteration"
+    decay_text = f"{signed(r.decades)} decades from the first to the last iteration, ρ = {r.rho:.2g} per iteration"
     if r.share_nonfinite >= majority:
         return "nonfinite", f"non-finite gradient norms at {r.share_nonfinite:.0%} of steps {r.from_step}–{r.to_step}"
     if r.share_no_grad >= majority:
         return "no_grad", (f"no gradient reaches any iteration (status no_grad/unused at "
-                           f"{_its(r.no_grad_iterations)}): the layer's input gets none through the EM loop")
+                           f"{iterations(r.no_grad_iterations)}): the layer's input gets none through the EM loop")
     if r.share_dead >= majority:
         return "dead", (f"the gradient reaching the layer is exactly 0 (or underflowed) at every iteration at "
                         f"{r.share_dead:.0%} of steps {r.from_step}–{r.to_step}: nothing downstream passes gradient "
                         f"back (the layer's output gets none), so there is no decay to read; {numbers}") + _note(r)
     if r.share_collapse >= majority:
-        cause = (f"the near-zero gradient through {_its(r.near_zero_iterations)} is a consequence of the "
+        cause = (f"the near-zero gradient through {iterations(r.near_zero_iterations)} is a consequence of the "
                  "collapse, not of saturation" if r.near_zero_iterations else decay_text)
         return "collapse", (f"bases collapsed from step {r.collapse_onset:.0f}: similarity {r.similarity:.2f}, "
                             f"attention uniform (entropy {r.entropy_ratio:.2f} ln K); {cause}") + _note(r)
@@ -116,20 +117,20 @@ def _verdict(r) -> tuple[str, str]:
                               f"{r.entropy_ratio:.3f} ln K (nearly one-hot), similarity {r.similarity:.2f}; the "
                               f"softmax Jacobian vanishes: {decay_text}") + _note(r)
     if r.share_one_step >= majority:
-        why = (f"{_its(r.no_grad_iterations)} run under no_grad" if r.no_grad_iterations else
+        why = (f"{iterations(r.no_grad_iterations)} run under no_grad" if r.no_grad_iterations else
                "the layer unrolls one iteration")
         return "one_step", f"only iteration {r.T} carries gradient ({why}): no decay to measure; {numbers}"
     if r.decades > np.log10(th.EXPLODING_RETENTION) or r.rho > th.EXPLODING_RHO:
         return "exploding", (f"the gradient grows toward the early iterations: {decay_text}; neither collapse "
                              f"nor saturation ({numbers})") + _note(r)
     if r.decades < np.log10(th.VANISHING_RETENTION):
-        zero = f", near zero through {_its(r.near_zero_iterations)}" if r.near_zero_iterations else ""
+        zero = f", near zero through {iterations(r.near_zero_iterations)}" if r.near_zero_iterations else ""
         return "vanishing", (f"the gradient vanishes through the iterations: {decay_text}{zero}; neither collapse "
                              f"nor saturation ({numbers})") + _note(r)
     if r.turn >= th.MISDIRECTED_TURN:
         return "misdirected", (f"the earlier iterations add a part {r.r_rest:.2g}× as large as the last one's "
-                               f"gradient that barely agrees with it (c_rest = {r.c_rest:+.2f}): the gradient the "
-                               f"backbone receives turns {r.turn:.0f}° away from the one-step gradient (≥ "
+                               f"gradient that barely agrees with it (c_rest = {signed(r.c_rest, 2)}): the gradient "
+                               f"the backbone receives turns {r.turn:.0f}° away from the one-step gradient (≥ "
                                f"{th.MISDIRECTED_TURN:g}°): not small but misdirected; {decay_text}; {numbers}"
                                + _note(r))
     if r.gain < th.ATTENUATED_GAIN or r.branch_share < th.ATTENUATED_SHARE:
@@ -142,13 +143,17 @@ def _verdict(r) -> tuple[str, str]:
 
 def _diagnostics_text(r) -> str:
     """The window's evidence that was recorded: forward diagnostics, then the mechanism numbers."""
-    parts = [text.format(value) for text, value in [
-        ("similarity {:.2f}", r.similarity), ("entropy {:.2f} ln K", r.entropy_ratio), ("gain G {:.2g}", r.gain),
-        ("EM-branch share {:.2f}", r.branch_share), ("e_gain {:.2g}", r.e_gain), ("c_rest {:+.2f}", r.c_rest),
-        ("r_rest {:.2g}", r.r_rest), ("turn {:.0f}°", r.turn), ("‖∂L/∂θ‖ {:.2g}", r.grad_params),
-        ("σ_t {:.2g} (geometric mean)", r.sigma),
-        ("decay of grad/mu predicted {:+.2f} decades", r.predicted), ("measured {:+.2f}", r.measured),
-        ("alignment {:.2g}", r.alignment)] if not _missing(value)]
+    def two(v: float) -> str:
+        return signed(v, 2)
+
+    parts = [text.format(fmt(value) if fmt else value) for text, value, fmt in [
+        ("similarity {:.2f}", r.similarity, None), ("entropy {:.2f} ln K", r.entropy_ratio, None),
+        ("gain G {:.2g}", r.gain, None), ("EM-branch share {:.2f}", r.branch_share, None),
+        ("e_gain {:.2g}", r.e_gain, None), ("c_rest {}", r.c_rest, two), ("r_rest {:.2g}", r.r_rest, None),
+        ("turn {:.0f}°", r.turn, None), ("‖∂L/∂θ‖ {:.2g}", r.grad_params, None),
+        ("σ_t {:.2g} (geometric mean)", r.sigma, None),
+        ("decay of grad/mu predicted {} decades", r.predicted, two), ("measured {}", r.measured, two),
+        ("alignment {:.2g}", r.alignment, None)] if not _missing(value)]
     return ", ".join(parts) or "no forward diagnostics recorded"
 
 
@@ -159,13 +164,9 @@ def _missing(value) -> bool:
 def _note(r) -> str:
     notes = []
     if r.no_grad_iterations:
-        its = _its(r.no_grad_iterations)
+        its = iterations(r.no_grad_iterations)
         notes.append(f"{its} {'carry' if its.startswith('iterations') else 'carries'} no gradient (no_grad)")
     if 0 < r.share_nonfinite:
         notes.append(f"non-finite norms at {r.share_nonfinite:.0%} of the window's steps")
     return "".join(f"; {n}" for n in notes)
 
-
-def _its(spec: str) -> str:
-    """ "1" → "iteration 1"; "1-2" or "1,3" → "iterations 1-2" / "iterations 1,3"."""
-    return f"iterations {spec}" if any(c in str(spec) for c in "-,–") else f"iteration {spec}"

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradlab.records import NO_GRAD_STATUSES  # noqa: F401  (transitional: report/ still reads it from here)
-
 #: dead: a norm at or below the smallest normal float32 (1.2e-38) is an exact 0 or an underflow; the recorder
 #: accumulates in float64, so a real gradient of 1e-25 stays 1e-25 and is not dead
 DEAD_NORM = float(np.finfo(np.float32).tiny)

@@ -22,6 +22,7 @@ from gradlab.analysis._codes import ranges
 from gradlab.analysis.compare import METRICS
 from gradlab.analysis.decay import iteration_gradients
 from gradlab.analysis.load import run_dirs
+from gradlab.analysis.wording import iterations, signed
 from gradlab.errors import ConfigError, RecordsError
 from gradlab.records import NO_GRAD_STATUSES
 
@@ -62,7 +63,7 @@ def decades(value: float) -> str:
         return MISSING
     if math.isinf(value):
         return "-inf (dead)" if value < 0 else "+inf (non-finite)"
-    return f"{round(value, 2) + 0.0:+.2f}"  # + 0.0 turns a rounded -0.0 into 0.0
+    return signed(value, 2)
 
 
 def half_depth(depth: float, reached: float) -> str:
@@ -91,13 +92,6 @@ def step_window(first: float, last: float, steps: float) -> str:
     if _bad(steps):
         return MISSING
     return f"{step_range(first, last)} ({steps:.0f} step{'' if steps == 1 else 's'})"
-
-
-def iterations(text: str) -> str:
-    """"1-2" (analysis ranges) → "iterations 1–2"; "3" → "iteration 3"."""
-    text = str(text).replace("-", "–")
-    plural = any(c in text for c in "–,")
-    return f"iteration{'s' if plural else ''} {text}"
 
 
 def value(v: object) -> str:

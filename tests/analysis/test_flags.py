@@ -41,7 +41,7 @@ def test_spike_factor_is_read_from_the_thresholds_module(monkeypatch):
 def test_spikes_are_found_per_iteration_series():
     frame = pd.concat([series([1.0, 1.0], step=s) for s in range(10)] + [series([30.0, 1.0], step=10)])
     s = spikes(frame)
-    assert s["step"].tolist() == [10] and "iterations 1" in s["evidence"].iloc[0]
+    assert s["step"].tolist() == [10] and "iteration 1" in s["evidence"].iloc[0]
 
 
 def test_collapse_and_saturation_are_told_apart_on_synthetic_diagnostics():
@@ -71,7 +71,7 @@ def test_no_grad_is_a_flag_with_a_nan_value_never_a_zero_norm():
     frame = series([None, None, 1.0], statuses=["no_grad", "no_grad", "ok"])
     f = flags(frame)
     row = f[f["flag"] == "no_grad"].iloc[0]
-    assert "iterations 1-2" in row["evidence"] and "no_grad" in row["evidence"]
+    assert "iterations 1–2" in row["evidence"] and "no_grad" in row["evidence"]
     assert "dead" not in set(f["flag"])
 
 

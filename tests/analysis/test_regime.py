@@ -19,7 +19,7 @@ def test_collapse_is_named_with_its_onset_and_explains_the_near_zero_gradient():
     r = verdicts(frame)["r"]
     assert r["regime"] == "collapse" and r["collapse_onset"] == 30
     assert r["reason"].startswith("bases collapsed from step 30: similarity 1.00, attention uniform")
-    assert "iterations 1-7 is a consequence of the collapse, not of saturation" in r["reason"]
+    assert "iterations 1–7 is a consequence of the collapse, not of saturation" in r["reason"]
 
 
 def test_each_regime_is_recognised_on_synthetic_runs():
@@ -36,7 +36,7 @@ def test_each_regime_is_recognised_on_synthetic_runs():
     assert "attention saturated from step 0" in v["saturation"]["reason"]
     assert "neither collapse nor saturation" in v["vanishing"]["reason"]
     assert "grows toward the early iterations" in v["exploding"]["reason"]
-    assert "only iteration 4 carries gradient (iterations 1-3 run under no_grad)" in v["one_step"]["reason"]
+    assert "only iteration 4 carries gradient (iterations 1–3 run under no_grad)" in v["one_step"]["reason"]
 
 
 def test_regime_reads_only_the_last_window_of_training():

@@ -36,8 +36,7 @@ def test_half_depth_says_when_the_gradient_never_halves():
     assert fmt.half_depth(math.nan, 0.0) == "not reached"
 
 
-def test_iteration_ranges_read_as_words():
-    assert fmt.iterations("1-2") == "iterations 1–2" and fmt.iterations("3") == "iteration 3"
+def test_step_windows_read_as_words():
     assert fmt.step_window(5, 5, 1) == "5 (1 step)" and fmt.step_window(54, 59, 6) == "54–59 (6 steps)"
 
 
