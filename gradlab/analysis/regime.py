@@ -33,6 +33,14 @@ from gradlab.analysis.wording import iterations, signed
 REGIMES = ("nonfinite", "no_grad", "dead", "collapse", "saturation", "one_step", "exploding", "vanishing",
            "misdirected", "attenuated", "healthy")
 GROUP = ["run", "rank", "layer"]
+#: flags whose regime has another name or more than one (any other flag is the regime of its own name)
+_REGIMES_OF_FLAG = {"no_grad": ("no_grad", "one_step")}
+
+
+def regimes_showing(flag: str) -> set[str]:
+    """The regimes that show `flag` over a window (no_grad is also one_step's cause); a flag that none of them
+    shows was transient."""
+    return set(_REGIMES_OF_FLAG.get(flag, (flag,)))
 
 
 def step_evidence(frame: pd.DataFrame, quantity: str = "grad/x", bases: int | None = None) -> pd.DataFrame:

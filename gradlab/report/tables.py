@@ -22,6 +22,7 @@ from gradlab.analysis._codes import ranges
 from gradlab.analysis.compare import METRICS
 from gradlab.analysis.decay import iteration_gradients
 from gradlab.analysis.load import run_dirs
+from gradlab.analysis.regime import regimes_showing
 from gradlab.analysis.wording import iterations, signed
 from gradlab.errors import ConfigError, RecordsError
 from gradlab.records import NO_GRAD_STATUSES
@@ -175,8 +176,6 @@ def _why_none(run: RunInfo) -> str:
 FLAG_ORDER = ("nonfinite", "exploding", "dead", "vanishing", "collapse", "saturation", "spike", "no_grad")
 FLAG_SUMMARY_COLUMNS = ["run", "layer", "quantity", "flag", "steps", "first_step", "last_step", "reason",
                         "transient"]
-#: the regimes that show a flag over the window (a flag is its own regime, no_grad is also one_step's cause)
-REGIMES_OF_FLAG = {"no_grad": {"no_grad", "one_step"}}
 
 
 def flag_summary(flag_frame: pd.DataFrame, *, records: pd.DataFrame, configs: pd.DataFrame,
@@ -195,7 +194,7 @@ def flag_summary(flag_frame: pd.DataFrame, *, records: pd.DataFrame, configs: pd
     no_gradient = _no_gradient_reasons(records, configs) if (table["flag"] == "no_grad").any() else {}
     table["reason"] = [_reason(r, no_gradient) for r in table.itertuples(index=False)]
     shown = {key: set(g) for key, g in regimes.groupby(["run", "layer"])["regime"]}
-    table["transient"] = [not shown.get((r.run, r.layer), set()) & REGIMES_OF_FLAG.get(r.flag, {r.flag})
+    table["transient"] = [not shown.get((r.run, r.layer), set()) & regimes_showing(r.flag)
                           for r in table.itertuples(index=False)]
     rank = table["flag"].map({f: i for i, f in enumerate(FLAG_ORDER)}).fillna(len(FLAG_ORDER))
     return (table.assign(_rank=rank).sort_values(["run", "_rank", "layer", "quantity"], kind="stable")
