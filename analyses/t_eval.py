@@ -20,10 +20,10 @@ from tqdm.auto import tqdm
 
 from gradlab.analysis import bootstrap_ci, load_configs
 from gradlab.atomic import write_text
+from gradlab.data import splits_from_config
 from gradlab.plots import save
 from gradlab.plots.common import house_style, new_figure, palette
 from gradlab.train import evaluate, load_model
-from gradlab.train.trainer import build_data
 
 
 def evaluate_at(run_dir: Path, t_eval: list[int]) -> list[dict]:
@@ -32,7 +32,7 @@ def evaluate_at(run_dir: Path, t_eval: list[int]) -> list[dict]:
     for t in t_eval:
         model, config = load_model(run_dir, overrides=[f"model.iterations={t}"])
         if loader is None:
-            val = build_data(config)[1]
+            val = splits_from_config(config.data, config.seed)[1]
             loader = DataLoader([val[i] for i in range(len(val))], batch_size=config.train.batch_size)
         miou = evaluate(model, loader, val.num_classes, torch.device("cpu"))["miou"]
         rows.append({"run": run_dir.name, "T_eval": t, "miou": miou})

@@ -44,6 +44,9 @@ REQUIRED = ("run", "step", "layer", "quantity", "status", "rank")
 #: one row per KEY; one series over the iterations t per SERIES_KEY
 KEY = ["run", "rank", "step", "layer", "iteration", "quantity"]
 SERIES_KEY = ["run", "rank", "step", "layer", "quantity"]
+#: one layer at one step (per-step evidence); one layer over a run (verdicts over a window)
+STEP_KEY = ["run", "rank", "step", "layer"]
+LAYER_KEY = ["run", "rank", "layer"]
 
 #: `grad/*` norms recorded once per layer and step (MATH.md §6, §9); every other `grad/*` norm is per iteration
 PER_LAYER_GRADIENTS = ("grad/x_total", "grad/params", "grad/out", "grad/unit_em", "grad/unit_res", "grad/x_rest")

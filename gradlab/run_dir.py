@@ -31,6 +31,8 @@ CHECKPOINT = "checkpoints/last.pt"
 ATTRIBUTION = "attribution.parquet"
 REPORT = "report"
 REPORT_HTML, REPORT_MD = "report.html", "report.md"
+ATTRIBUTION_PROFILE, ATTRIBUTION_INPUTS = "attribution_profile.png", "attribution_inputs.png"  # in RUN/report/
+ATTRIBUTION_FIGURES = "attribution*.png"  # what a report includes from RUN/report/
 PARTS = "part-*.parquet"
 
 #: meta.json's `status`: running (or killed while running), complete, stopped (a non-finite loss), failed

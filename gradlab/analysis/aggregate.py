@@ -23,6 +23,7 @@ WINDOWS = ("first", "middle", "last")
 LOG_METRICS = ("first", "last", "retention", "rho")  # positive: aggregated as logs
 LINEAR_METRICS = ("decades",)
 SUMMARY_BY = ["run", "rank", "layer", "quantity"]
+BOOTSTRAP_RESAMPLES = 1000  # resamples of every bootstrap interval
 
 
 def window(frame: pd.DataFrame, which: str = "last", fraction: float = 0.1) -> pd.DataFrame:
@@ -114,7 +115,7 @@ def resolve_stat(stat: str | Callable) -> Callable:
         raise ValueError(f"stat={stat!r}: use 'mean', 'median' or a callable f(values, axis)") from None
 
 
-def bootstrap_ci(values: Sequence[float] | np.ndarray, n: int = 1000, seed: int = 0, level: float = 0.95,
+def bootstrap_ci(values: Sequence[float] | np.ndarray, n: int = BOOTSTRAP_RESAMPLES, seed: int = 0, level: float = 0.95,
                  stat: str | Callable = "mean") -> tuple[float, float]:
     """Percentile bootstrap CI of `stat` over `values` (e.g. one number per seed): n resamples at once.
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from gradlab.analysis.aggregate import LINEAR_METRICS, LOG_METRICS, bootstrap_ci, summarize, window
+from gradlab.analysis.aggregate import BOOTSTRAP_RESAMPLES, LINEAR_METRICS, LOG_METRICS, bootstrap_ci, summarize, window
 from gradlab.analysis.decay import DECAY_FLAGS, decay
 
 COMPARE_BY = ("model.kind", "model.iterations")
@@ -57,7 +57,7 @@ def _group_ci(values: pd.Series, log: bool, n_boot: int, seed: int, level: float
 
 def compare(frame: pd.DataFrame, by: Sequence[str] = COMPARE_BY, quantity: str = "grad/x",
             metric: str = "decades", window: str = "last", fraction: float = 0.1, how: str = "mean",
-            metrics: pd.DataFrame | None = None, n_boot: int = 1000, seed: int = 0,
+            metrics: pd.DataFrame | None = None, n_boot: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
             level: float = 0.95) -> pd.DataFrame:
     """One row per (`by` group, layer): `estimate` of `metric` (mean over runs), `ci_low`, `ci_high`, `runs`;
     with `metrics` (load_metrics), also the final mIoU per group: `miou`, `miou_ci_low`, `miou_ci_high`."""

@@ -21,10 +21,9 @@ from gradlab.analysis import thresholds as th
 from gradlab.analysis._codes import dense_mask, group_ids, iteration_sets, matching, status_codes
 from gradlab.analysis.decay import decay, is_gradient_norm
 from gradlab.analysis.wording import iterations, signed
-from gradlab.records import SERIES_KEY, STATUSES
+from gradlab.records import SERIES_KEY, STATUSES, STEP_KEY
 
 FLAG_TABLE = ["run", "rank", "step", "layer", "quantity", "flag", "value", "threshold", "evidence"]
-STEP_KEY = ["run", "rank", "step", "layer"]
 
 
 def _table(keys: pd.DataFrame, flag: str, value, threshold, evidence: list[str]) -> pd.DataFrame:

@@ -23,9 +23,8 @@ import pandas as pd
 
 from gradlab.analysis._codes import matching
 from gradlab.analysis.aggregate import window
+from gradlab.records import LAYER_KEY, STEP_KEY
 
-STEP_KEY = ["run", "rank", "step", "layer"]
-GROUP = ["run", "rank", "layer"]
 PER_LAYER = ("grad/x_total", "grad/out", "grad/unit_em", "grad/unit_res", "grad/x_rest", "grad/x_cos")
 #: the window's numbers that `regime` reports with each verdict
 MECHANISM_COLUMNS = ["gain", "branch_share", "e_gain", "c_rest", "r_rest", "turn", "grad_params", "sigma",
@@ -112,12 +111,33 @@ def mechanism(frame: pd.DataFrame, fraction: float = 0.1) -> pd.DataFrame:
     """One row per (run, rank, layer): MECHANISM_COLUMNS over the last `fraction` of steps (medians; σ_t over
     the last `fraction` of the Jacobian steps, at least MIN_JACOBIAN_STEPS of them)."""
     steps = window(step_mechanism(frame), "last", fraction)
-    agg = steps.groupby(GROUP)[["gain", "branch_share", "e_gain", "c_rest", "r_rest", "turn", "grad_params"]].median()
+    per_step = ["gain", "branch_share", "e_gain", "c_rest", "r_rest", "turn", "grad_params"]
+    agg = steps.groupby(LAYER_KEY)[per_step].median()
     jac = jacobian_mechanism(frame)
     if len(jac):
-        n = jac.groupby(GROUP)["step"].transform("size")
-        rank = jac.groupby(GROUP)["step"].rank(ascending=False)
+        n = jac.groupby(LAYER_KEY)["step"].transform("size")
+        rank = jac.groupby(LAYER_KEY)["step"].rank(ascending=False)
         jac = jac[rank <= np.maximum(np.ceil(n * fraction), MIN_JACOBIAN_STEPS)]
-        agg = agg.join(jac.groupby(GROUP)[["sigma", "sigma_em", "predicted", "measured", "alignment"]].median(),
+        agg = agg.join(jac.groupby(LAYER_KEY)[["sigma", "sigma_em", "predicted", "measured", "alignment"]].median(),
                        how="left")
     return agg.reindex(columns=MECHANISM_COLUMNS).reset_index()
+
+
+def sigma_rho(records: pd.DataFrame, *, by: str = "run") -> pd.DataFrame:
+    """(by, layer, iteration t, sigma, rho): medians over the Jacobian steps of σ_t (max over the sampled images)
+    and of ρ_t = ‖∂L/∂μ^(t−1)‖ / ‖∂L/∂μ^(t)‖ from grad/mu at the same steps; ρ_t only for t < T, where the bound
+    ρ_t ≤ σ_t holds (what `gradlab.plots.sigma_and_rho` draws; empty without Jacobian steps)."""
+    ok = records[(records["status"] == "ok").to_numpy() & records["iteration"].notna().to_numpy()]
+    sigma = ok[(ok["quantity"] == "jac/sigma_max").to_numpy()]
+    if sigma.empty:
+        return pd.DataFrame(columns=[by, "layer", "iteration", "sigma", "rho"])
+    key = ["run", "step", "layer"]  # the Jacobian steps
+    mu = ok[(ok["quantity"] == "grad/mu").to_numpy()].merge(sigma[key].drop_duplicates(), on=key)
+    mu = mu.sort_values("iteration")
+    prev = mu.groupby(key, observed=True)["value"].shift(1)  # g_{t−1} beside g_t
+    mu = mu.assign(rho=prev / mu["value"])
+    sigma = sigma.assign(T=sigma.groupby(key, observed=True)["iteration"].transform("max"))
+    rows = sigma.merge(mu[[*key, "iteration", "rho"]], on=[*key, "iteration"], how="left")
+    rows.loc[rows["iteration"] >= rows["T"], "rho"] = np.nan
+    return (rows.rename(columns={"value": "sigma"}).groupby([by, "layer", "iteration"], observed=True)
+            [["sigma", "rho"]].median().reset_index())

@@ -26,13 +26,13 @@ from gradlab.analysis import thresholds as th
 from gradlab.analysis._codes import matching, ranges
 from gradlab.analysis.aggregate import window
 from gradlab.analysis.decay import decay, profile
-from gradlab.analysis.flags import STEP_KEY, diagnostics
+from gradlab.analysis.flags import diagnostics
 from gradlab.analysis.mechanism import mechanism
 from gradlab.analysis.wording import iterations, signed
+from gradlab.records import LAYER_KEY, STEP_KEY
 
 REGIMES = ("nonfinite", "no_grad", "dead", "collapse", "saturation", "one_step", "exploding", "vanishing",
            "misdirected", "attenuated", "healthy")
-GROUP = ["run", "rank", "layer"]
 #: flags whose regime has another name or more than one (any other flag is the regime of its own name)
 _REGIMES_OF_FLAG = {"no_grad": ("no_grad", "one_step")}
 
@@ -61,10 +61,10 @@ def step_evidence(frame: pd.DataFrame, quantity: str = "grad/x", bases: int | No
 def onset(steps: pd.DataFrame, flag: str) -> pd.Series:
     """Per (run, rank, layer): the first step of the last uninterrupted stretch of steps where `flag` holds."""
     s = steps.sort_values("step")
-    last_off = s[~s[flag]].groupby(GROUP)["step"].max().rename("last_off")
-    on = s[s[flag]].merge(last_off.reset_index(), on=GROUP, how="left")
+    last_off = s[~s[flag]].groupby(LAYER_KEY)["step"].max().rename("last_off")
+    on = s[s[flag]].merge(last_off.reset_index(), on=LAYER_KEY, how="left")
     on = on[on["last_off"].isna() | (on["step"] > on["last_off"])]
-    return on.groupby(GROUP)["step"].min().rename(f"{flag}_onset")
+    return on.groupby(LAYER_KEY)["step"].min().rename(f"{flag}_onset")
 
 
 def regime(frame: pd.DataFrame, quantity: str = "grad/x", fraction: float = 0.1,
@@ -77,7 +77,7 @@ def regime(frame: pd.DataFrame, quantity: str = "grad/x", fraction: float = 0.1,
     last = window(steps, "last", fraction)
     with np.errstate(divide="ignore"):
         last = last.assign(log_rho=np.log(last["rho"]))
-    agg = last.groupby(GROUP).agg(
+    agg = last.groupby(LAYER_KEY).agg(
         steps=("step", "size"), from_step=("step", "min"), to_step=("step", "max"), T=("T", "max"),
         decades=("decades", "mean"), log_rho=("log_rho", "mean"), similarity=("similarity", "mean"),
         entropy_ratio=("entropy_ratio", "mean"), no_grad_iterations=("no_grad_iterations", "last"),
@@ -85,8 +85,8 @@ def regime(frame: pd.DataFrame, quantity: str = "grad/x", fraction: float = 0.1,
     agg["rho"] = np.exp(agg.pop("log_rho"))
     agg = agg.join(onset(steps, "collapse")).join(onset(steps, "saturation")).reset_index()
     near_zero = _near_zero_iterations(frame, last, quantity)
-    agg["near_zero_iterations"] = [near_zero.get(k, "") for k in agg[GROUP].itertuples(index=False, name=None)]
-    agg = agg.merge(mechanism(frame, fraction).astype({"run": object, "layer": object}), on=GROUP, how="left")
+    agg["near_zero_iterations"] = [near_zero.get(k, "") for k in agg[LAYER_KEY].itertuples(index=False, name=None)]
+    agg = agg.merge(mechanism(frame, fraction).astype({"run": object, "layer": object}), on=LAYER_KEY, how="left")
     verdicts = [_verdict(row) for row in agg.itertuples(index=False)]
     agg["regime"] = [v[0] for v in verdicts]
     agg["reason"] = [v[1] for v in verdicts]
@@ -99,7 +99,7 @@ def _near_zero_iterations(frame: pd.DataFrame, last: pd.DataFrame, quantity: str
     rows = frame[pd.MultiIndex.from_frame(frame[["run", "step"]].astype({"run": object})).isin(chosen)]
     p = profile(rows, quantity)
     p = p[p["decades"] < np.log10(th.VANISHING_RETENTION)]
-    return {k: ranges(g["iteration"]) for k, g in p.groupby(GROUP, observed=True)}
+    return {k: ranges(g["iteration"]) for k, g in p.groupby(LAYER_KEY, observed=True)}
 
 
 def _verdict(r) -> tuple[str, str]:

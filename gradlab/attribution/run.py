@@ -33,11 +33,9 @@ from gradlab.data import splits_from_config
 from gradlab.plots import save
 from gradlab.plots.common import bare_axes, figure_legend, figure_title, new_figure, palette, styled, to_numpy
 from gradlab.plots.drawing import mark_special, special_handles
-from gradlab.run_dir import RunDirectory
+from gradlab.run_dir import ATTRIBUTION_INPUTS, ATTRIBUTION_PROFILE, RunDirectory
 from gradlab.train import load_model, run_config
 
-PROFILE_FIGURE = "attribution_profile.png"
-INPUTS_FIGURE = "attribution_inputs.png"
 CELL = 2.0  # inches per image panel
 MAP_CMAPS = {"saliency": "magma"}  # signed methods use a diverging map centred at 0
 
@@ -265,11 +263,11 @@ def attribute_run(run_dir: str | Path, *, images: int = 4, methods: str | Iterab
     if layer_methods:
         files.frame = run_profile(run, batches, methods=layer_methods, n_steps=n_steps)
         files.table = write_table(files.frame, table)
-        files.figures.append(save(depth_profile_figure(files.frame), figure_dir / PROFILE_FIGURE, dpi=dpi))
+        files.figures.append(save(depth_profile_figure(files.frame), figure_dir / ATTRIBUTION_PROFILE, dpi=dpi))
     input_methods = [m for m in INPUT_METHODS if m in names]
     if input_methods:
         figure = _inputs_figure(run.net, batches, input_methods, n_steps)
-        files.figures.append(save(figure, figure_dir / INPUTS_FIGURE, dpi=dpi))
+        files.figures.append(save(figure, figure_dir / ATTRIBUTION_INPUTS, dpi=dpi))
     return files
 
 

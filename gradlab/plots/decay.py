@@ -16,6 +16,7 @@ from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from gradlab.analysis import thresholds as th
+from gradlab.analysis.mechanism import sigma_rho
 from gradlab.plots.common import (
     GREY,
     METRIC_LABELS,
@@ -53,7 +54,6 @@ CELLS = {  # how a heatmap cell that has no colour on the log scale is drawn
     "no_grad": {"facecolor": "0.88", "edgecolor": "0.35", "hatch": "///"},
     "nonfinite": {"facecolor": "#d62728", "edgecolor": "0.2", "hatch": "xx"},
 }
-JACOBIAN_KEY = ["run", "step", "layer"]
 
 
 # --- the norm vs iteration -------------------------------------------------------------------------------------
@@ -260,33 +260,16 @@ def _retention_line(ax: Axes, rows: pd.DataFrame, color: object, *, bold: bool, 
 
 # --- the mechanism: σ_t beside ρ_t -----------------------------------------------------------------------------
 
-def sigma_rho_frame(records: pd.DataFrame, *, hue: str = "run") -> pd.DataFrame:
-    """(hue, layer, iteration t, sigma, rho): medians over the Jacobian steps of σ_t (max over the sampled images)
-    and of ρ_t = ‖∂L/∂μ^(t−1)‖ / ‖∂L/∂μ^(t)‖ from grad/mu at the same steps; ρ_t only for t < T, where the bound
-    ρ_t ≤ σ_t holds."""
-    ok = records[(records["status"] == "ok").to_numpy() & records["iteration"].notna().to_numpy()]
-    sigma = ok[(ok["quantity"] == "jac/sigma_max").to_numpy()]
-    if sigma.empty:
-        raise PlotInputError("sigma_and_rho(records): no jac/sigma_max rows (record.jacobian_every = 0, or no "
-                             "recorded step was a multiple of it)")
-    key = JACOBIAN_KEY
-    mu = ok[(ok["quantity"] == "grad/mu").to_numpy()].merge(sigma[key].drop_duplicates(), on=key)
-    mu = mu.sort_values("iteration")
-    prev = mu.groupby(key, observed=True)["value"].shift(1)  # g_{t−1} beside g_t
-    mu = mu.assign(rho=prev / mu["value"])
-    sigma = sigma.assign(T=sigma.groupby(key, observed=True)["iteration"].transform("max"))
-    rows = sigma.merge(mu[[*key, "iteration", "rho"]], on=[*key, "iteration"], how="left")
-    rows.loc[rows["iteration"] >= rows["T"], "rho"] = np.nan
-    return (rows.rename(columns={"value": "sigma"}).groupby([hue, "layer", "iteration"], observed=True)
-            [["sigma", "rho"]].median().reset_index())
-
-
 @styled
 def sigma_and_rho(records: pd.DataFrame, *, hue: str = "run") -> Figure:
     """σ_t (solid) and ρ_t (dashed) against iteration t on a log axis, one panel per EM layer, one colour per
     `hue` group; the dotted line at EXPLODING_RHO (1) separates contraction from growth."""
     require_columns(records, [*REQUIRED_RECORD_COLUMNS, "status", hue], "sigma_and_rho(records)")
-    frame, groups = hue_groups(sigma_rho_frame(records, hue=hue), hue)
+    per_iteration = sigma_rho(records, by=hue)
+    if per_iteration.empty:
+        raise PlotInputError("sigma_and_rho(records): no jac/sigma_max rows (record.jacobian_every = 0, or no "
+                             "recorded step was a multiple of it)")
+    frame, groups = hue_groups(per_iteration, hue)
     colors = palette(groups, hue)
     layers = sorted(frame["layer"].unique())
     fig, axes = new_figure(1, len(layers), width=4.8)

@@ -28,7 +28,7 @@ from gradlab.report.tables import (
     hue_column,
     regime_table,
 )
-from gradlab.run_dir import RunDirectory
+from gradlab.run_dir import REPORT_HTML, REPORT_MD, RunDirectory
 
 DEFAULT_DPI = 110
 
@@ -69,9 +69,9 @@ def build_report(run_dirs: str | os.PathLike | Iterable[str | os.PathLike], out_
     data = collect(run_dirs)
     out = Path(out_dir) if out_dir is not None else default_out_dir(data)
     report, figures = assemble(data, out=out, title=title, dpi=dpi, fraction=fraction)
-    write_text(out / "report.html", to_html(report))
-    write_text(out / "report.md", to_markdown(report))
-    return ReportPaths(out / "report.html", out / "report.md", figures, report)
+    write_text(out / REPORT_HTML, to_html(report))
+    write_text(out / REPORT_MD, to_markdown(report))
+    return ReportPaths(out / REPORT_HTML, out / REPORT_MD, figures, report)
 
 
 def default_out_dir(data: RunData) -> Path:

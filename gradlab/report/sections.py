@@ -27,7 +27,7 @@ from gradlab.plots import (
 from gradlab.report import tables as fmt
 from gradlab.report.render import Image, Section, Table, Text, table_from
 from gradlab.report.tables import RunInfo, comparison_rows, config_keys, differing_keys
-from gradlab.run_dir import RunDirectory
+from gradlab.run_dir import ATTRIBUTION, ATTRIBUTION_FIGURES, RunDirectory
 
 KEY_SETTINGS = ("model.kind", "model.iterations", "model.step_size", "model.bases", "model.grad_iterations",
                 "model.kernel", "model.temperature", "model.backbone", "data.source", "data.size", "train.steps",
@@ -336,8 +336,8 @@ def attribution_section(runs: list[RunInfo], *, out: Path) -> tuple[Section | No
             rows = [[fmt.number(v) if isinstance(v, float) else str(v) for v in row]
                     for row in table.itertuples(index=False, name=None)]
             blocks.append(Table([str(c) for c in table.columns], rows,
-                                caption=f"{run.name}: attribution.parquet (first {len(table)} rows)"))
-        for source in sorted(run_dir.report_path.glob("attribution*.png")):
+                                caption=f"{run.name}: {ATTRIBUTION} (first {len(table)} rows)"))
+        for source in sorted(run_dir.report_path.glob(ATTRIBUTION_FIGURES)):
             path = _copy_image(source, out / FIGURES_DIR, run.name)
             files.append(path)
             blocks.append(Image(f"{run.name}: {source.stem}", f"{source} from the run directory",

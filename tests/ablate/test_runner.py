@@ -7,7 +7,7 @@ import pytest
 from gradlab.ablate import expand, parse_axis
 from gradlab.ablate.runner import command, prepare
 from gradlab.errors import ConfigError
-from gradlab.train import RunDirectory
+from gradlab.train import RunDirectory, to_toml
 from gradlab.train.checkpoint import save_checkpoint
 from tests.train.conftest import TINY
 
@@ -19,7 +19,7 @@ def trial():
 
 def _started(path, trial, status="running", checkpoint=False):
     run = RunDirectory(path)
-    run.create(trial.config, {})
+    run.create(to_toml(trial.config), {})
     run.update_meta(status=status)
     if checkpoint:
         save_checkpoint({"step": 3}, run.checkpoint)

@@ -64,3 +64,13 @@ def with_mechanism(frame: pd.DataFrame, gain: float = 0.08, branch_share: float 
                  (run, step, layer, None, "grad/x_cos", c_rest, "ok", 0),
                  (run, step, layer, None, "grad/x_rest", r_rest * g["value"], "ok", 0)]
     return pd.concat([frame, rows_frame(rows)], ignore_index=True)
+
+
+def jacobian_records() -> pd.DataFrame:
+    """σ_t (max over images) at three Jacobian steps, grad/mu at those and at one step without σ_t."""
+    frames = []
+    for step, scale in ((0, 1.0), (100, 3.0), (200, 2.0)):
+        frames += [series([2.0 * scale, 0.5, 7.0], "jac/sigma_max", step=step),
+                   series([1.0, 4.0, 2.0, 3.0], "grad/mu", start=0, step=step)]
+    frames.append(series([9.0, 9.0, 9.0, 9.0], "grad/mu", start=0, step=50))  # not a Jacobian step: left out
+    return pd.concat(frames, ignore_index=True)

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from gradlab.analysis import regime
-from gradlab.analysis.mechanism import jacobian_mechanism, mechanism, step_mechanism
-from tests.analysis.synthetic import rows_frame, run_records, series, with_mechanism
+from gradlab.analysis.mechanism import jacobian_mechanism, mechanism, sigma_rho, step_mechanism
+from tests.analysis.synthetic import jacobian_records, rows_frame, run_records, series, with_mechanism
 
 
 def one_step_records() -> pd.DataFrame:
@@ -108,3 +108,14 @@ def test_turn_is_the_angle_between_the_full_and_the_one_step_gradient():
         full = g_last + rest
         truth = np.degrees(np.arccos(full @ g_last / (np.linalg.norm(full) * np.linalg.norm(g_last))))
         assert turn_angle(c, r) == pytest.approx(truth, abs=1e-6)
+
+
+def test_frame_takes_medians_over_jacobian_steps_and_rho_below_the_last_iteration():
+    f = sigma_rho(jacobian_records()).set_index("iteration")
+    assert f.loc[1, "sigma"] == pytest.approx(4.0)  # median of 2, 6, 4
+    assert f.loc[1, "rho"] == pytest.approx(0.25) and f.loc[2, "rho"] == pytest.approx(2.0)
+    assert math.isnan(f.loc[3, "rho"])  # t = T: ∂L/∂μ^(T−1) also flows through Z^(T), no bound
+
+
+def test_sigma_rho_is_empty_without_jacobian_steps():
+    assert sigma_rho(series([1.0, 2.0], "grad/mu", start=0)).empty

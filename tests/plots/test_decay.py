@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,8 +19,7 @@ from gradlab.plots import (
     step_iteration_heatmap,
 )
 from gradlab.plots.common import KIND_COLORS
-from gradlab.plots.decay import sigma_rho_frame
-from tests.analysis.synthetic import series
+from tests.analysis.synthetic import jacobian_records, series
 from tests.plots.synthetic import LAYER, artists, make_decay, make_records, points, render, suptitle
 
 # --- decay curves
@@ -255,22 +252,6 @@ def test_the_threshold_lines_are_read_from_the_thresholds_module(monkeypatch):
 
 
 # --- σ_t and ρ_t
-
-def jacobian_records() -> pd.DataFrame:
-    frames = []
-    for step, scale in ((0, 1.0), (100, 3.0), (200, 2.0)):
-        frames += [series([2.0 * scale, 0.5, 7.0], "jac/sigma_max", step=step),
-                   series([1.0, 4.0, 2.0, 3.0], "grad/mu", start=0, step=step)]
-    frames.append(series([9.0, 9.0, 9.0, 9.0], "grad/mu", start=0, step=50))  # not a Jacobian step: left out
-    return pd.concat(frames, ignore_index=True)
-
-
-def test_frame_takes_medians_over_jacobian_steps_and_rho_below_the_last_iteration():
-    f = sigma_rho_frame(jacobian_records()).set_index("iteration")
-    assert f.loc[1, "sigma"] == pytest.approx(4.0)  # median of 2, 6, 4
-    assert f.loc[1, "rho"] == pytest.approx(0.25) and f.loc[2, "rho"] == pytest.approx(2.0)
-    assert math.isnan(f.loc[3, "rho"])  # t = T: ∂L/∂μ^(T−1) also flows through Z^(T), no bound
-
 
 def test_figure_draws_both_lines_per_group_and_a_line_at_one():
     fig = sigma_and_rho(jacobian_records())
