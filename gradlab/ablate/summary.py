@@ -48,7 +48,7 @@ def regime_counts(records: pd.DataFrame, by: list[str], fraction: float) -> pd.D
     configs = records[["run", *by]].drop_duplicates("run")
     verdicts = verdicts.astype({"run": object}).merge(configs.astype({"run": object}), on="run")
     rows = []
-    for key, g in verdicts.groupby([*by, "layer"], observed=True, sort=True):
+    for key, g in verdicts.groupby([*by, "layer"], observed=True, sort=True, dropna=False):
         counts = g["regime"].value_counts()
         text = ", ".join(f"{name} {n}/{len(g)}" for name, n in counts.items())
         rows.append(dict(zip([*by, "layer"], key)) | {"regimes": text}

@@ -68,7 +68,7 @@ def compare(frame: pd.DataFrame, by: Sequence[str] = COMPARE_BY, quantity: str =
         runs = runs.merge(final_metric(metrics).reset_index(), on="run", how="left")
     groups = [*by, "layer"]
     rows = []
-    for key, g in runs.groupby(groups, observed=True, sort=True):
+    for key, g in runs.groupby(groups, observed=True, sort=True, dropna=False):  # a run lacking a key stays
         est, low, high = _group_ci(g[metric], metric in LOG_METRICS, n_boot, seed, level)
         row = dict(zip(groups, key)) | {"quantity": quantity, "metric": metric, "window": window,
                                          "estimate": est, "ci_low": low, "ci_high": high, "runs": len(g)}

@@ -129,11 +129,13 @@ def _select(configs: pd.DataFrame, config: str | Sequence[str]) -> pd.DataFrame:
 
 
 def _tidy_config_columns(configs: pd.DataFrame) -> pd.DataFrame:
-    """A key whose values mix types across runs (grad_iterations "all" and 1) becomes text, so it sorts."""
+    """A key whose values mix types across runs (grad_iterations "all" and 1) becomes text, so it sorts. A key
+    a run's config lacks stays missing (NaN): it is no value of the key."""
     for name in configs.columns:
-        kinds = {type(v) for v in configs[name] if v is not None}
+        present = configs[name].notna()
+        kinds = {type(v) for v in configs.loc[present, name]}
         if len(kinds) > 1 and not kinds <= {int, float}:
-            configs[name] = configs[name].map(str)
+            configs[name] = configs[name].where(~present, configs.loc[present, name].map(str))
     return configs
 
 

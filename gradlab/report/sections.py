@@ -208,6 +208,8 @@ def comparison_section(table: pd.DataFrame, *, by: list[str], fraction: float) -
                "of steps, averaged over the group's runs, with a percentile bootstrap 95% CI over runs (seeds); "
                "n/a with a single run per group. `gradlab compare` prints the same table.")
     shown = comparison_rows(table, label="decades (grad/x)")
+    if fmt.lacks_keys(shown):
+        caption += f" {fmt.MISSING_KEY_NOTE}."
     table = table_from(shown, columns={c: c for c in shown.columns}, caption=caption)
     return Section("comparison", "Comparison", [table])
 

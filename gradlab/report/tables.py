@@ -28,6 +28,10 @@ from gradlab.errors import ConfigError, RecordsError
 from gradlab.records import NO_GRAD_STATUSES
 
 MISSING = "n/a"
+#: a config key a run's config.toml lacks (written by another gradlab version, or edited): the run is kept
+MISSING_KEY = "missing"
+MISSING_KEY_NOTE = (f"{MISSING_KEY}: the run's config.toml lacks this key (written by another gradlab version, "
+                    "or edited); such runs form a group of their own")
 
 
 def _bad(value: object) -> bool:
@@ -96,11 +100,12 @@ def step_window(first: float, last: float, steps: float) -> str:
 
 
 def value(v: object) -> str:
-    """A config value as TOML would show it: strings bare, booleans lower case."""
+    """A config value as TOML would show it: strings bare, booleans lower case; MISSING_KEY where the run's
+    config lacks the key (no config value is NaN: non-finite values are refused)."""
     if isinstance(v, bool):
         return str(v).lower()
     if _bad(v):
-        return MISSING
+        return MISSING_KEY
     return str(v)
 
 
@@ -328,4 +333,12 @@ def format_comparison(table: pd.DataFrame, *, fraction: float = 0.1) -> str:
     metric, quantity = table["metric"].iloc[0], table["quantity"].iloc[0]
     header = (f"{metric} of {quantity} over the last {fraction:.0%} of each run's recorded steps: mean over the "
               "runs of each group, 95% bootstrap CI over runs (n/a with one run)")
-    return header + "\n\n" + comparison_rows(table).to_string(index=False)
+    rows = comparison_rows(table)
+    note = f"\n\n{MISSING_KEY_NOTE}" if lacks_keys(rows) else ""
+    return header + "\n\n" + rows.to_string(index=False) + note
+
+
+def lacks_keys(rows: pd.DataFrame) -> bool:
+    """Whether a run's config lacked one of the group keys of these `comparison_rows`."""
+    by = rows.columns[:rows.columns.get_loc("layer")]
+    return bool((rows[by] == MISSING_KEY).any(axis=None))

@@ -109,3 +109,26 @@ def test_a_flag_the_layers_regime_does_not_show_is_transient_with_its_steps_and_
     assert table[["run", "steps", "first_step", "last_step", "transient"]].values.tolist() == [
         ["em", 2, 0, 40, True], ["hot", 1, 7, 7, False]]
     assert table["reason"].iloc[0] == "latest: ρ = 1.02 > 1 per iteration"  # the latest step's, quantity dropped
+
+
+@pytest.mark.parametrize("dropped", ["model.kind", "model.temperature", "seed"])
+def test_a_run_whose_config_lacks_a_key_is_compared_not_dropped(runs, tmp_path, dropped):
+    """A run written by another gradlab version (or a hand-edited config) lacks a key: it stays in the table,
+    its group shows the key as missing."""
+    from gradlab.report.build import build_report
+    from tests.report.runs import copy_run
+
+    old = copy_run(runs["hem"], tmp_path / "old-hem")
+    table, key = dropped.rsplit(".", 1) if "." in dropped else ("", dropped)
+    lines, section = [], ""
+    for line in (old / "config.toml").read_text().splitlines():
+        section = line.strip("[]") if line.startswith("[") else section
+        if not (section == table and line.split(" = ")[0] == key):
+            lines.append(line)
+    (old / "config.toml").write_text("\n".join(lines) + "\n")
+    given = [runs["em"], runs["hem"], old]
+    shown = compare_runs(given, by=[dropped])
+    assert shown["runs"].sum() == 3 and fmt.MISSING_KEY_NOTE in format_comparison(shown)
+    assert compare_runs(given)["runs"].sum() == 3  # grouped by the keys that differ
+    html = build_report(given, tmp_path / "report", dpi=20).markdown.read_text()
+    assert "old-hem" in html and fmt.MISSING_KEY in html
