@@ -20,14 +20,15 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from gradlab.train import load_config, run_config, train
+    from gradlab.train import load_config, train
+    from gradlab.train.config import resume_config
 
     if args.list_presets:
         return _list_presets(args)
     if args.resume:
         if args.out is None:
             raise GradlabError("--resume needs --out RUN_DIR: the run directory to continue")
-        config = run_config(args.out, args.set)
+        config = resume_config(args.out, args.set)
     else:
         config = load_config(args.config, args.set)
     out = args.out or f"runs/{config.model.kind}-T{config.model.iterations}-seed{config.seed}"

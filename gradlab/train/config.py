@@ -219,6 +219,22 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
     return validate(apply_overrides(config, overrides or []))
 
 
+#: the keys `gradlab train --resume --set` may change: where and how often a run goes on, never what it trains
+RESUME_KEYS = ("train.device", "data.workers", "train.eval_every", "train.checkpoint_every", "record.flush_every")
+
+
+def resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> Config:
+    """The config to continue a run with: its config.toml with overrides of RESUME_KEYS only. Another key would
+    change the model, the data or the schedule of a run that has started, and the folder would misstate it."""
+    refused = [key for key, sep, _ in (item.partition("=") for item in overrides or [])
+               if sep and key.strip() not in RESUME_KEYS]
+    if refused:
+        raise ConfigError(f"--resume cannot change {', '.join(k.strip() for k in refused)}: it would change what a "
+                          "started run trains (start a new run with another --out instead); --resume may change "
+                          f"{', '.join(RESUME_KEYS)}")
+    return run_config(run_dir, overrides)
+
+
 def run_config(run_dir: str | Path, overrides: list[str] | None = None) -> Config:
     """The config of a run directory (its config.toml), with `overrides` (e.g. ["train.device=cpu"])."""
     run = RunDirectory(run_dir)

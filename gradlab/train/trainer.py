@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import platform
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -21,11 +21,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
+from gradlab.atomic import write_text
 from gradlab.data import splits_from_config
 from gradlab.errors import ConfigError, GradlabError
 from gradlab.instrument import Recorder, watch
 from gradlab.models import model_from_config, optimizer_param_groups, parameter_groups
-from gradlab.run_dir import RunDirectory, now, run_meta
+from gradlab.run_dir import RunDirectory, flat_keys, now, run_meta
 from gradlab.train import distributed
 from gradlab.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from gradlab.train.config import Config, to_toml
@@ -116,13 +117,27 @@ def _start(config: Config, run: RunDirectory, net, opt, resume: bool, ctx: distr
     """The first step: the checkpoint's when resuming, else 0 in a new run directory. A run killed before its
     first checkpoint has nothing to resume from (and its folder is not empty): `resume` starts it over from
     step 0 in the same directory; rows it had recorded are superseded by the new ones (`load_records`)."""
-    if resume and (run.checkpoint.is_file() or not run.is_run):
-        return _restore(run, net, opt)
-    if ctx.main and resume:
-        run.write_meta({**_meta(config, ctx), "status": "running"})
-    elif ctx.main:
-        run.create(to_toml(config), _meta(config, ctx))
-    return 0
+    if not resume:
+        if ctx.main:
+            run.create(to_toml(config), _meta(config, ctx))
+        return 0
+    step = _restore(run, net, opt) if run.checkpoint.is_file() or not run.is_run else 0
+    if ctx.main:
+        _mark_resumed(run, config, step, ctx)
+    return step
+
+
+def _mark_resumed(run: RunDirectory, config: Config, step: int, ctx: distributed.Context) -> None:
+    """meta.json says the run goes on from `step`; keys `--resume --set` changed (train.config.RESUME_KEYS) are
+    written to config.toml and listed in meta.json as `resumed_with` {key: [before, now]}, so the folder says
+    what ran."""
+    before, current = run.flat_config(), flat_keys(asdict(config))
+    changed = {key: [before.get(key), value] for key, value in current.items() if before.get(key) != value}
+    if changed:
+        write_text(run.config_path, to_toml(config))
+    meta = run.meta() if step else _meta(config, ctx)  # from step 0 (killed before a checkpoint): a new start
+    resumed = {"resumed_at_step": step, **({"resumed_with": changed} if changed else {})}
+    run.write_meta({**meta, "status": "running", **resumed})
 
 
 def _restore(run: RunDirectory, net, opt) -> int:

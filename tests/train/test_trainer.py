@@ -199,3 +199,38 @@ def test_nonfinite_at_a_later_step_is_recorded_there_kept_out_of_the_checkpoint_
     with pytest.warns(UserWarning, match="did not finish .*status: stopped"):
         report = build_report([tmp_path / "run"], tmp_path / "report").markdown.read_text()
     assert "NaN/Inf" in report and "nonfinite" in report
+
+
+@pytest.mark.parametrize("override", ["model.iterations=5", "train.lr=0.5", "data.size=48", "seed=3",
+                                      "train.steps=12", "record.every=2"])
+def test_resume_refuses_an_override_that_would_change_what_the_run_trains(tmp_path, capsys, override):
+    from gradlab.cli import main
+
+    run = train(tiny_config(), tmp_path / "run", progress=False)
+    before = run.config_path.read_text()
+    assert main(["train", "--resume", "--out", str(run.path), "--set", override, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("gradlab: error: --resume cannot change " + override.split("=")[0])
+    assert run.config_path.read_text() == before
+
+
+def test_an_allowed_resume_override_is_written_to_config_and_meta(tmp_path, monkeypatch):
+    from gradlab.cli import main
+
+    real_checkpoint = trainer_module._checkpoint
+
+    def checkpoint_then_die(training, done):
+        real_checkpoint(training, done)
+        if done == 3:
+            raise Killed
+
+    monkeypatch.setattr(trainer_module, "_checkpoint", checkpoint_then_die)
+    with pytest.raises(Killed):
+        train(tiny_config(), tmp_path / "run", progress=False)
+    monkeypatch.setattr(trainer_module, "_checkpoint", real_checkpoint)
+    assert main(["train", "--resume", "--out", str(tmp_path / "run"), "--set", "train.eval_every=2", "--quiet"]) == 0
+    run = gradlab.train.RunDirectory(tmp_path / "run")
+    assert run_config(run.path).train.eval_every == 2
+    meta = json.loads(run.meta_path.read_text())
+    assert meta["status"] == "complete" and meta["resumed_at_step"] == 3
+    assert meta["resumed_with"] == {"train.eval_every": [3, 2]}
