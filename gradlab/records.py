@@ -100,9 +100,14 @@ def part_files(path: str | os.PathLike) -> list[Path]:
     return sorted(folder.glob(PARTS))
 
 
-def _checked(table: pa.Table) -> pa.Table:
-    """The table of a part, if it holds valid records: valid UTF-8 (a damaged page can decode to invalid text
-    without an error) and no null outside `iteration` (nullable by design) and `value`."""
+def _read_part(part: Path) -> pa.Table:
+    """A part's table, if it holds records: every column of the schema (a Parquet file from elsewhere with a
+    part's name does not), valid UTF-8 (a damaged page can decode to invalid text without an error) and no null
+    outside `iteration` (nullable by design) and `value`."""
+    lacking = [c for c in COLUMNS if c not in pq.read_schema(part).names]
+    if lacking:
+        raise pa.ArrowInvalid(f"not a gradlab records part (no column {', '.join(lacking)})")
+    table = pq.read_table(part, schema=SCHEMA)
     table.validate(full=True)
     for name in REQUIRED:
         if table.column(name).null_count:
@@ -121,7 +126,7 @@ def load_records(paths: str | os.PathLike | list) -> pd.DataFrame:
     for path in paths:
         for part in part_files(path):
             try:
-                tables.append(_checked(pq.read_table(part, schema=SCHEMA)))
+                tables.append(_read_part(part))
             except (pa.ArrowException, OSError) as err:
                 warnings.warn(f"skipping unreadable records part {part}: {err}", stacklevel=2)
     if not tables:

@@ -57,6 +57,24 @@ def test_corrupt_part_is_skipped_with_a_warning(batch, tmp_path):
     assert sorted(frame.step.unique()) == [2, 3]
 
 
+@pytest.mark.parametrize("foreign", [
+    pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}),                        # another table altogether
+    pd.DataFrame({"run": ["r"], "step": [0], "value": [1.0]}),          # some of the columns
+    pd.DataFrame({c: [None] for c in ("run", "step", "layer", "iteration", "quantity", "value", "status", "rank")}),
+])
+def test_a_foreign_parquet_file_named_like_a_part_is_skipped_with_a_warning_naming_it(batch, tmp_path, foreign):
+    train(make_net(), batch, 4, run_dir=tmp_path, flush_every=2)
+    intruder = tmp_path / "records" / "part-r000-000099.parquet"
+    foreign.to_parquet(intruder)
+    with pytest.warns(UserWarning, match=f"skipping unreadable records part {intruder}"):
+        frame = gradlab.load_records(tmp_path)
+    assert sorted(frame.step.unique()) == [0, 1, 2, 3] and frame["run"].notna().all()
+    intruder.rename(tmp_path / "only.parquet")
+    with pytest.warns(UserWarning, match="not a gradlab records part|holds nulls"), \
+            pytest.raises(RecordsError, match="no readable records"):
+        gradlab.load_records(tmp_path / "only.parquet")
+
+
 def test_missing_or_empty_records_raise_a_records_error(tmp_path):
     with pytest.raises(RecordsError, match="no records at"):
         gradlab.load_records(tmp_path / "nope")
