@@ -25,6 +25,7 @@ from torch import nn
 
 from gradlab import taps as tap_module
 from gradlab.checks import is_int, require
+from gradlab.errors import RecordsError
 from gradlab.instrument.diagnostics import forward_diagnostics
 from gradlab.instrument.groups import GroupSpec, group_grad_norms, resolve_groups
 from gradlab.instrument.jacobian import JACOBIAN_EVERY, JACOBIAN_IMAGES, state_jacobian_norms
@@ -53,6 +54,7 @@ class Recorder:
         run: str | None = None,
         all_ranks: bool = False,
         start_step: int = 0,
+        append: bool = False,
         jacobian_every: int = JACOBIAN_EVERY,
         jacobian_images: int = JACOBIAN_IMAGES,
     ):
@@ -76,7 +78,7 @@ class Recorder:
         self.records = RecordBuffer()
         self.nonfinite = 0  # gradient norms that came back NaN or Inf
         self._flushed, self._recorded_steps = 0, 0
-        self._part = self._next_part_index()
+        self._part = self._next_part_index(append)
         self._user_tracing = {layer: layer.tracing for layer in self.layers}
         self._handles = [layer.register_forward_hook(self._on_forward) for layer in self.layers]
         self._reset_pending()
@@ -237,10 +239,15 @@ class Recorder:
         write_part(self.records.table(self._flushed), path)
         self._flushed, self._part = len(self.records), self._part + 1
 
-    def _next_part_index(self) -> int:
+    def _next_part_index(self, append: bool) -> int:
+        """0 in a run directory without records; after the last part with `append` (a resumed run); a folder
+        that holds records already is refused otherwise, so that two runs never mix in one."""
         if self.run_dir is None:
             return 0
         existing = sorted((self.run_dir / RECORDS).glob(rank_parts(self.rank)))
+        if existing and not append:
+            raise RecordsError(f"{self.run_dir} already holds records ({len(existing)} parts): give another "
+                               "run_dir (or delete its records/), or pass append=True to continue that run")
         return int(existing[-1].stem.rsplit("-", 1)[1]) + 1 if existing else 0
 
     def close(self) -> None:

@@ -87,7 +87,7 @@ def _main(config: Config, run: RunDirectory, resume: bool, progress: bool, ctx: 
     model = _wrap(model_without_ddp, config, ctx)
     t = Training(config, run, ctx, model, model_without_ddp, optimizer,
                  *_loaders(config, train_set, val_set, start, ctx), MetricsLog(run.metrics_path, start),
-                 _recorder(config, model, run, start), train_set.num_classes, train_set.ignore_index)
+                 _recorder(config, model, run, start, resume), train_set.num_classes, train_set.ignore_index)
     try:
         with distributed.lost_peers(ctx):  # so that meta.json's error is the one-line message too
             _loop(t, start, progress)
@@ -173,12 +173,12 @@ def _generator(seed: int, salt: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + salt)
 
 
-def _recorder(config: Config, model, run: RunDirectory, start: int) -> Recorder | None:
+def _recorder(config: Config, model, run: RunDirectory, start: int, resume: bool) -> Recorder | None:
     r = config.record
     if r.every == 0:
         return None
     return watch(model, run.path, every=r.every, groups=parameter_groups, flush_every=r.flush_every,
-                 all_ranks=r.all_ranks, start_step=start, jacobian_every=r.jacobian_every,
+                 all_ranks=r.all_ranks, start_step=start, append=resume, jacobian_every=r.jacobian_every,
                  jacobian_images=r.jacobian_images)
 
 

@@ -41,7 +41,7 @@ def test_load_many_runs(batch, tmp_path):
 def test_a_resumed_run_keeps_the_last_rows_without_duplicates(batch, tmp_path):
     net = make_net()
     train(net, batch, 4, run_dir=tmp_path)
-    train(net, batch, 4, run_dir=tmp_path, start=2)  # steps 2, 3 again, then 4, 5
+    train(net, batch, 4, run_dir=tmp_path, start=2, append=True)  # steps 2, 3 again, then 4, 5
     frame = gradlab.load_records(tmp_path)
     assert sorted(frame.step.unique()) == list(range(6))
     assert not frame.duplicated(["step", "layer", "iteration", "quantity"]).any()
@@ -73,6 +73,17 @@ def test_a_foreign_parquet_file_named_like_a_part_is_skipped_with_a_warning_nami
     with pytest.warns(UserWarning, match="not a gradlab records part|holds nulls"), \
             pytest.raises(RecordsError, match="no readable records"):
         gradlab.load_records(tmp_path / "only.parquet")
+
+
+def test_watching_into_a_folder_that_holds_records_is_refused_unless_appending(batch, tmp_path):
+    """Rerunning a tour into the same run_dir must not mix two runs' records."""
+    train(make_net(), batch, 2, run_dir=tmp_path)
+    parts = sorted((tmp_path / "records").iterdir())
+    with pytest.raises(RecordsError, match="already holds records .*append=True"):
+        gradlab.watch(make_net(kind="em"), run_dir=tmp_path)
+    assert sorted((tmp_path / "records").iterdir()) == parts
+    train(make_net(), batch, 2, run_dir=tmp_path, start=2, append=True)
+    assert sorted(gradlab.load_records(tmp_path).step.unique()) == [0, 1, 2, 3]
 
 
 def test_missing_or_empty_records_raise_a_records_error(tmp_path):
