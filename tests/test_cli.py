@@ -154,3 +154,22 @@ def test_report_and_compare_errors_exit_2_with_one_line(runs, tmp_path, capsys, 
     args = [a.format(missing=tmp_path / "nowhere", em=runs["em"]) for a in args]
     code, err = run_cli(capsys, *args)
     assert code == 2 and err.startswith("gradlab: error: ") and message in err and "\n" not in err
+
+
+def test_a_users_os_error_is_one_line_and_gradlab_debug_shows_its_traceback(tmp_path, capsys, monkeypatch):
+    """An --out under a file is refused before any work; an OS error later (a folder that cannot be written)
+    is one line too, and GRADLAB_DEBUG=1 shows its traceback instead."""
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit) as stop:  # a usage error, as argparse reports them
+        main(["report", str(tmp_path / "nowhere"), "--out", str(tmp_path / "file" / "report")])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("gradlab: error: argument --out:") and "is a file" in err[0]
+    monkeypatch.setattr("gradlab.report.build_report",
+                        lambda *a, **k: (tmp_path / "file" / "report.html").write_text("y"))
+    assert main(["report", "r"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"gradlab: error: Not a directory: {tmp_path / 'file' / 'report.html'}"]
+    monkeypatch.setenv("GRADLAB_DEBUG", "1")
+    with pytest.raises(NotADirectoryError):
+        main(["report", "r"])

@@ -33,12 +33,20 @@ def at_least(n):
     return lambda v: v >= n
 
 
+def between(low, high):
+    return lambda v: low <= v <= high
+
+
+INT64 = (-(2**63), 2**63 - 1)  # every integer key fits here: numpy and torch take it as one int64
+
+
 @dataclass
 class DataConfig:
     source: str = key("digits", "scene sprites (digits, idx) or a VOC folder (voc)", "digits, idx or voc",
                       lambda v: v in ("digits", "idx", "voc"))
     root: str = key("", "folder of the IDX files or of VOC2012 ('' = the source's default)")
-    size: int = key(64, "canvas side of scenes, crop side of VOC training images", ">= 16", at_least(16))
+    size: int = key(64, "canvas side of scenes, crop side of VOC training images", "in [16, 4096]",
+                    between(16, 4096))
     train_length: int = key(2000, "scenes in the train split (scene sources)", ">= 1", at_least(1))
     val_length: int = key(500, "scenes in the val split (scene sources)", ">= 1", at_least(1))
     min_sprites: int = key(2, "fewest sprites per scene (scene sources)", ">= 1", at_least(1))
@@ -59,8 +67,8 @@ class ModelConfig:
     backbone: str = key("tiny", "dilated ResNet size: tiny, resnet50, resnet101")
     output_stride: int = key(8, "backbone output stride", "8 or 16", lambda v: v in (8, 16))
     pretrained: str = key("", "local state_dict file for the backbone ('' = random init)")
-    channels: int = key(0, "head / EM channels C (0 = the backbone's default)", ">= 0", at_least(0))
-    bases: int = key(EMSpec.bases, "bases K", ">= 1", at_least(1))
+    channels: int = key(0, "head / EM channels C (0 = the backbone's default)", "in [0, 8192]", between(0, 8192))
+    bases: int = key(EMSpec.bases, "bases K", "in [1, 4096]", between(1, 4096))
     iterations: int = key(EMSpec.iterations, "unrolled iterations T", ">= 1", at_least(1))
     step_size: float = key(EMSpec.step_size, "HEM step size η (em: resolved to 1)", "in (0, 2)", lambda v: 0 < v < 2)
     kernel: str = key(EMSpec.kernel, "E-step kernel", " or ".join(KERNELS), lambda v: v in KERNELS)
@@ -75,7 +83,7 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     steps: int = key(600, "training steps", ">= 1", at_least(1))
-    batch_size: int = key(8, "images per step (per process under DDP)", ">= 1", at_least(1))
+    batch_size: int = key(8, "images per step (per process under DDP)", "in [1, 4096]", between(1, 4096))
     lr: float = key(0.01, "base learning rate (poly schedule)", "> 0", positive)
     momentum: float = key(0.9, "SGD momentum", "in [0, 1)", lambda v: 0 <= v < 1)
     weight_decay: float = key(1e-4, "weight decay on conv/linear weights", ">= 0", at_least(0))
@@ -136,6 +144,8 @@ def set_key(config: Config, dotted: str, value: Any) -> None:
     holder, f = table[dotted]
     if not _type_ok(f, value):
         raise ConfigError(f"{dotted}={value!r} has the wrong type: expected {f.type}")
+    if isinstance(value, int) and not INT64[0] <= value <= INT64[1]:
+        raise ConfigError(f"{dotted}={value} is out of range: an integer must fit in 64 bits")
     if isinstance(value, str) and not _encodable(value):
         raise ConfigError(f"{dotted}={value!r} is not valid text (undecodable bytes): give UTF-8 text")
     check = f.metadata["check"]

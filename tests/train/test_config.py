@@ -89,3 +89,9 @@ def test_a_file_wins_over_a_preset_of_the_same_name_and_unknown_presets_name_the
         preset_text("demoo")
     with pytest.raises(ConfigError, match=r"no config file 'demoo': give a TOML path or a preset \(ablation, demo"):
         load_config("demoo")
+
+
+@pytest.mark.parametrize("text", [str(2**63), str(-(2**63) - 1), "9" * 40])
+def test_integers_past_64_bits_are_refused_where_they_are_parsed(text):
+    with pytest.raises(ConfigError, match="out of range: an integer must fit in 64 bits"):
+        load_config(None, [f"train.steps={text}"])

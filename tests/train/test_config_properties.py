@@ -53,6 +53,9 @@ def parse_allowed(dotted: str) -> tuple[st.SearchStrategy, st.SearchStrategy | N
             lo = bound if op == ">=" else bound + 1
             return st.integers(lo, BIG), st.integers(-BIG, lo - 1)
         return _floats(bound, None, exclude_lo=op == ">"), _floats(None, bound, exclude_hi=op == ">=")
+    if type_ == "int" and (m := re.fullmatch(rf"in \[({NUMBER}), ({NUMBER})\]", allowed)):
+        lo, hi = int(m[1]), int(m[2])
+        return st.integers(lo, hi), st.integers(-BIG, lo - 1) | st.integers(hi + 1, BIG)
     if m := re.fullmatch(rf"in ([(\[])({NUMBER}), ({NUMBER})([)\]])", allowed):
         lo, hi = float(m[2]), float(m[3])
         open_lo, open_hi = m[1] == "(", m[4] == ")"
