@@ -13,6 +13,7 @@ checked when it is loaded.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,12 @@ def read_split_ids(root: Path, split: str) -> list[str]:
     if not path.is_file():
         found = sorted(p.stem for p in path.parent.glob("*.txt"))
         raise DataError(f"VOC split file {path} is missing; splits found: {', '.join(found) or 'none'}")
-    ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_bytes().decode("utf-8-sig")  # a byte-order mark is no part of the first id
+    except UnicodeDecodeError as err:
+        raise DataError(f"VOC split file {path} is not UTF-8 text ({err.reason} at byte {err.start}): save it "
+                        "as UTF-8, one image id per line") from None
+    ids = [line.strip() for line in text.splitlines() if line.strip()]
     if not ids:
         raise DataError(f"VOC split file {path} lists no ids; add one image id per line")
     return ids
@@ -49,9 +55,13 @@ def read_split_ids(root: Path, split: str) -> list[str]:
 def open_image(path: Path, mode: str | None = None) -> Image.Image:
     """Open and fully decode an image (optionally converted to ``mode``); DataError when it is corrupt."""
     try:
-        with Image.open(path) as image:
-            image.load()
-            return image.convert(mode) if mode else image.copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # a refusal, not a line of output
+            with Image.open(path) as image:
+                image.load()
+                return image.convert(mode) if mode else image.copy()
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise DataError(f"image {path} is too large to decode safely ({exc}); resize it") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"cannot decode image {path} ({exc}); replace the corrupt file") from None
 

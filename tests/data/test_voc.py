@@ -121,3 +121,29 @@ def test_colour_masks_are_rejected(voc_root):
     Image.new("RGB", (40, 30), (128, 0, 0)).save(voc_root / "SegmentationClass" / "a.png")
     with pytest.raises(DataError, match="mode RGB"):
         VOCSegmentation(voc_root, "train")[0]
+
+
+@pytest.mark.parametrize("encode", [lambda t: t.encode("utf-8-sig"), lambda t: t.replace("\n", "\r\n").encode()])
+def test_a_split_file_with_a_byte_order_mark_or_crlf_lists_the_same_ids(voc_root, encode):
+    path = voc_root / "ImageSets" / "Segmentation" / "train.txt"
+    ids = path.read_text().split()
+    path.write_bytes(encode(path.read_text()))
+    assert VOCSegmentation(voc_root, "train").ids == ids
+
+
+@pytest.mark.parametrize("data", ["2007_000001\n".encode("utf-16"), b"\xff\xfe\x00bad", b"caf\xe9\n"])
+def test_a_split_file_that_is_not_utf8_is_one_data_error(voc_root, data):
+    (voc_root / "ImageSets" / "Segmentation" / "train.txt").write_bytes(data)
+    with pytest.raises(DataError, match="is not UTF-8 text"):
+        VOCSegmentation(voc_root, "train")
+
+
+def test_an_image_too_large_to_decode_safely_is_one_data_error_and_no_warning(voc_root, monkeypatch):
+    import warnings
+
+    sample_id = VOCSegmentation(voc_root, "train").ids[0]
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # every test image is then a "decompression bomb"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DataError, match=f"{sample_id}.jpg is too large to decode safely"):
+            VOCSegmentation(voc_root, "train")[0]
