@@ -5,7 +5,7 @@ EMANet evaluates with T_eval > T_train; whether accuracy holds up shows whether 
     python analyses/t_eval.py [--runs runs/studies/t_train] [--t-eval 1,2,3,5,8,12,16]
 
 Writes OUT/t_eval.csv (run, settings, T_train, T_eval, val mIoU), OUT/t_eval.md (mean over seeds with a 95%
-bootstrap CI) and OUT/t_eval.png (one panel per setting: a line per T_train, val mIoU vs T_eval).
+Student-t CI) and OUT/t_eval.png (one panel per setting: a line per T_train, val mIoU vs T_eval).
 """
 
 import argparse
@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from gradlab.analysis import bootstrap_ci, load_configs
+from gradlab.analysis import load_configs, t_interval
 from gradlab.atomic import write_text
 from gradlab.data import splits_from_config
 from gradlab.plots import save
@@ -46,7 +46,7 @@ def setting(row) -> str:
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
     out = []
     for (name, t_train, t_eval), g in table.groupby(["setting", "T_train", "T_eval"]):
-        low, high = bootstrap_ci(g["miou"].to_numpy())
+        low, high = t_interval(g["miou"].to_numpy())
         out.append({"setting": name, "T_train": t_train, "T_eval": t_eval, "seeds": len(g),
                     "miou": g["miou"].mean(), "low": low, "high": high})
     return pd.DataFrame(out)

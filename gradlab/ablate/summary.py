@@ -1,5 +1,5 @@
 """What an ablation found: per grid point (seeds pooled) the final val mIoU, the decades of decay of grad/x and
-grad/mu (MATH.md §7) with bootstrap CIs over seeds, and the regime of each seed's run; as a table and a figure.
+grad/mu (MATH.md §7) with Student-t CIs over seeds, and the regime of each seed's run; as a table and a figure.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from gradlab.analysis import compare, load_metrics, load_runs, regime
+from gradlab.analysis.intervals import INTERVAL_LABEL
 from gradlab.plots.common import HUE_FORMATS
 from gradlab.report import tables as fmt
 
@@ -22,7 +23,7 @@ MECHANISM_SUMMARY = {"gain": "gain G", "turn": "turn °", "grad_params": "‖∂
 
 def summarize_ablation(run_dirs: Sequence[Path], by: Sequence[str], fraction: float = 0.1) -> pd.DataFrame:
     """One row per (`by` values, layer): `runs`, `miou` and, per quantity q, `q decades` with `_low` / `_high`
-    (95% bootstrap CI over seeds), then `regimes` ("healthy 3/3"), `similarity` and `entropy_ratio`. Metrics
+    (INTERVAL_METHOD), then `regimes` ("healthy 3/3"), `similarity` and `entropy_ratio`. Metrics
     over the last `fraction` of steps."""
     by = list(by)
     records, metrics = load_runs(run_dirs), load_metrics(run_dirs)
@@ -78,8 +79,9 @@ def panel_frame(table: pd.DataFrame, x: str, keys: Sequence[str]) -> pd.DataFram
 
 
 def to_markdown(table: pd.DataFrame, by: Sequence[str]) -> str:
-    """The summary as a Markdown table: estimates with [CI] per grid point."""
-    head = [*by, "seeds", "val mIoU", *(f"{q} decades" for q in QUANTITIES), "bases sim.", "H / ln K",
+    """The summary as a Markdown table: per grid point the mean over seeds with its [Student-t 95% CI]."""
+    ci = f"[{INTERVAL_LABEL}]"
+    head = [*by, "seeds", f"val mIoU {ci}", *(f"{q} decades {ci}" for q in QUANTITIES), "bases sim.", "H / ln K",
             *MECHANISM_SUMMARY.values(), "regimes (runs)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():

@@ -1,4 +1,4 @@
-"""Windows over training, geometric aggregation over steps, bootstrap confidence intervals over runs.
+"""Windows over training and geometric aggregation over steps (intervals over runs: `intervals`).
 
 Gradient norms and their ratios span many decades, so metrics that are ratios or norms (`first`, `last`,
 `retention`, `rho`) are aggregated on the log scale: the geometric mean exp(mean log v), or the median of logs.
@@ -11,7 +11,7 @@ the gradient halves, with `half_reached` the fraction of steps where it does.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,6 @@ WINDOWS = ("first", "middle", "last")
 LOG_METRICS = ("first", "last", "retention", "rho")  # positive: aggregated as logs
 LINEAR_METRICS = ("decades",)
 SUMMARY_BY = ["run", "rank", "layer", "quantity"]
-BOOTSTRAP_RESAMPLES = 1000  # resamples of every bootstrap interval
 
 
 def window(frame: pd.DataFrame, which: str = "last", fraction: float = 0.1) -> pd.DataFrame:
@@ -103,33 +102,3 @@ def _carry_run_columns(out: pd.DataFrame, decay_frame: pd.DataFrame, by: list[st
         return out
     per_run = decay_frame.drop_duplicates("run")[["run", *extra]]
     return out.merge(per_run, on="run", how="left")
-
-
-def resolve_stat(stat: str | Callable) -> Callable:
-    """"mean" / "median" or a callable f(array, axis) → the statistic applied along the resample axis."""
-    if callable(stat):
-        return stat
-    try:
-        return {"mean": np.mean, "median": np.median}[stat]
-    except KeyError:
-        raise ValueError(f"stat={stat!r}: use 'mean', 'median' or a callable f(values, axis)") from None
-
-
-def bootstrap_ci(values: Sequence[float] | np.ndarray, n: int = BOOTSTRAP_RESAMPLES, seed: int = 0, level: float = 0.95,
-                 stat: str | Callable = "mean") -> tuple[float, float]:
-    """Percentile bootstrap CI of `stat` over `values` (e.g. one number per seed): n resamples at once.
-
-    NaN values are dropped; fewer than two values give (NaN, NaN). The same seed gives the same interval.
-    Percentiles are order statistics (no interpolation), so ±∞ values (dead runs) stay valid.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    v = v[~np.isnan(v)]
-    if len(v) < 2:
-        return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    samples = v[rng.integers(0, len(v), size=(n, len(v)))]
-    estimates = np.sort(resolve_stat(stat)(samples, axis=1))
-    alpha = (1 - level) / 2
-    low = estimates[max(0, math.floor(alpha * n))]
-    high = estimates[min(n - 1, math.ceil((1 - alpha) * n) - 1)]
-    return float(low), float(high)

@@ -1,9 +1,9 @@
-"""Compare groups of runs (EM vs HEM at each T_train and η): one number per run, a bootstrap CI per group.
+"""Compare groups of runs (EM vs HEM at each T_train and η): one number per run, a Student-t CI per group.
 
 Each run is first reduced to one number: `metric` of `quantity`, aggregated over the steps of a window of
 training (geometric for ratios, see `summarize`). Runs that share the `by` values (e.g. seeds of one setting)
-are then aggregated with a percentile bootstrap CI over runs. Ratio metrics (first, last, retention, rho) are
-bootstrapped as logs and reported back on their own scale (a geometric mean across runs).
+are then aggregated with a Student-t CI of their mean (`intervals.t_interval`, INTERVAL_METHOD). Ratio metrics
+(first, last, retention, rho) are averaged as logs and reported back on their own scale (a geometric mean).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from gradlab.analysis.aggregate import BOOTSTRAP_RESAMPLES, LINEAR_METRICS, LOG_METRICS, bootstrap_ci, summarize, window
+from gradlab.analysis.aggregate import LINEAR_METRICS, LOG_METRICS, summarize, window
 from gradlab.analysis.decay import DECAY_FLAGS, decay
+from gradlab.analysis.intervals import t_interval
 
 COMPARE_BY = ("model.kind", "model.iterations")
 METRICS = (*LOG_METRICS, *LINEAR_METRICS, "half_depth", "half_reached", *DECAY_FLAGS)
@@ -43,13 +44,13 @@ def final_metric(metrics: pd.DataFrame, name: str = "miou") -> pd.Series:
     return m.groupby("run", observed=True)["value"].last().rename(name)
 
 
-def _group_ci(values: pd.Series, log: bool, n_boot: int, seed: int, level: float) -> tuple[float, float, float]:
+def _group_ci(values: pd.Series, log: bool, level: float) -> tuple[float, float, float]:
     v = values.to_numpy(dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         v = np.log(v) if log else v
     finite = v[~np.isnan(v)]
     estimate = float(finite.mean()) if len(finite) else np.nan
-    low, high = bootstrap_ci(finite, n=n_boot, seed=seed, level=level)
+    low, high = t_interval(finite, level=level)
     if log:
         return float(np.exp(estimate)), float(np.exp(low)), float(np.exp(high))
     return estimate, low, high
@@ -57,8 +58,7 @@ def _group_ci(values: pd.Series, log: bool, n_boot: int, seed: int, level: float
 
 def compare(frame: pd.DataFrame, by: Sequence[str] = COMPARE_BY, quantity: str = "grad/x",
             metric: str = "decades", window: str = "last", fraction: float = 0.1, how: str = "mean",
-            metrics: pd.DataFrame | None = None, n_boot: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
-            level: float = 0.95) -> pd.DataFrame:
+            metrics: pd.DataFrame | None = None, level: float = 0.95) -> pd.DataFrame:
     """One row per (`by` group, layer): `estimate` of `metric` (mean over runs), `ci_low`, `ci_high`, `runs`;
     with `metrics` (load_metrics), also the final mIoU per group: `miou`, `miou_ci_low`, `miou_ci_high`."""
     if metric not in METRICS:
@@ -69,10 +69,10 @@ def compare(frame: pd.DataFrame, by: Sequence[str] = COMPARE_BY, quantity: str =
     groups = [*by, "layer"]
     rows = []
     for key, g in runs.groupby(groups, observed=True, sort=True, dropna=False):  # a run lacking a key stays
-        est, low, high = _group_ci(g[metric], metric in LOG_METRICS, n_boot, seed, level)
+        est, low, high = _group_ci(g[metric], metric in LOG_METRICS, level)
         row = dict(zip(groups, key)) | {"quantity": quantity, "metric": metric, "window": window,
                                          "estimate": est, "ci_low": low, "ci_high": high, "runs": len(g)}
         if metrics is not None:
-            row["miou"], row["miou_ci_low"], row["miou_ci_high"] = _group_ci(g["miou"], False, n_boot, seed, level)
+            row["miou"], row["miou_ci_low"], row["miou_ci_high"] = _group_ci(g["miou"], False, level)
         rows.append(row)
     return pd.DataFrame(rows)

@@ -20,7 +20,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import Formatter, MaxNLocator
 
-from gradlab.analysis.aggregate import bootstrap_ci
+from gradlab.analysis.intervals import bootstrap_ci
 from gradlab.plots.common import GREY, PlotInputError, categorize, figure_legend, layer_panels
 
 STRIP = 0.12  # the share of the axis height each strip takes

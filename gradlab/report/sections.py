@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 
 from gradlab.analysis import thresholds as th
 from gradlab.analysis.decay import iteration_gradients
+from gradlab.analysis.intervals import INTERVAL_METHOD
 from gradlab.atomic import atomic_path
 from gradlab.plots import (
     decay_curves,
@@ -205,7 +206,7 @@ def comparison_section(table: pd.DataFrame, *, by: list[str], fraction: float) -
     if table.empty:
         return Section("comparison", "Comparison", [Text("No run recorded grad/x: nothing to compare.", "warning")])
     caption = (f"Runs grouped by {', '.join(by)}: each run's mean decades of grad/x over its last {fraction:.0%} "
-               "of steps, averaged over the group's runs, with a percentile bootstrap 95% CI over runs (seeds); "
+               f"of steps, averaged over the group's runs, with a {INTERVAL_METHOD}; "
                "n/a with a single run per group. `gradlab compare` prints the same table.")
     shown = comparison_rows(table, label="decades (grad/x)")
     if fmt.lacks_keys(shown):

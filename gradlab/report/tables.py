@@ -21,6 +21,7 @@ from gradlab.analysis import compare, final_metric, load_configs, load_metrics, 
 from gradlab.analysis._codes import ranges
 from gradlab.analysis.compare import METRICS
 from gradlab.analysis.decay import iteration_gradients
+from gradlab.analysis.intervals import INTERVAL_METHOD
 from gradlab.analysis.load import run_dirs
 from gradlab.analysis.regime import regimes_showing
 from gradlab.analysis.wording import iterations, signed
@@ -332,7 +333,7 @@ def format_comparison(table: pd.DataFrame, *, fraction: float = 0.1) -> str:
         return "no runs to compare"
     metric, quantity = table["metric"].iloc[0], table["quantity"].iloc[0]
     header = (f"{metric} of {quantity} over the last {fraction:.0%} of each run's recorded steps: mean over the "
-              "runs of each group, 95% bootstrap CI over runs (n/a with one run)")
+              f"runs of each group, {INTERVAL_METHOD} (n/a with one run)")
     rows = comparison_rows(table)
     note = f"\n\n{MISSING_KEY_NOTE}" if lacks_keys(rows) else ""
     return header + "\n\n" + rows.to_string(index=False) + note

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gradlab.analysis import bootstrap_ci, decay, geometric_mean, log_median, summarize, window, windows
+from gradlab.analysis import decay, geometric_mean, log_median, summarize, window, windows
 from tests.analysis.synthetic import geometric, series
 
 
@@ -52,27 +52,3 @@ def test_summarize_aggregates_ratios_geometrically_over_steps():
     assert s.loc["grad/z", "retention"] == 0 and s.loc["grad/z", "dead"] == 0.5  # a dead step: geometric mean 0
     median = summarize(decay(frame), how="median").set_index("quantity")
     assert median.loc["grad/z", "decades"] == -math.inf  # median of {-inf, -0.3} is their midpoint
-
-
-def test_bootstrap_ci_covers_the_truth_about_95_percent_of_the_time():
-    rng = np.random.default_rng(1)
-    truth, hits, trials = -2.0, 0, 200
-    for i in range(trials):
-        seeds = rng.normal(truth, 0.5, size=30)
-        low, high = bootstrap_ci(seeds, n=500, seed=i)
-        hits += low <= truth <= high
-    assert 0.88 <= hits / trials <= 0.99
-
-
-def test_bootstrap_ci_is_deterministic_for_a_seed_and_brackets_the_estimate():
-    values = np.random.default_rng(0).normal(size=12)
-    assert bootstrap_ci(values, seed=3) == bootstrap_ci(values, seed=3)
-    assert bootstrap_ci(values, seed=3) != bootstrap_ci(values, seed=4)
-    low, high = bootstrap_ci(values, stat="median")
-    assert low <= np.median(values) <= high
-
-
-def test_bootstrap_ci_needs_two_values_and_survives_infinities():
-    assert all(math.isnan(v) for v in bootstrap_ci([1.0, math.nan]))
-    low, high = bootstrap_ci([-math.inf, -1.0, -2.0, -1.5])
-    assert low == -math.inf and -2.0 < high <= -1.0
