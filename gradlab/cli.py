@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 
@@ -22,6 +24,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from gradlab.train import load_config, train
     from gradlab.train.config import resume_config
+    from gradlab.train.trainer import TrainingInterrupted
 
     if args.list_presets:
         return _list_presets(args)
@@ -32,7 +35,14 @@ def _train(args: argparse.Namespace) -> int:
     else:
         config = load_config(args.config, args.set)
     out = args.out or f"runs/{config.model.kind}-T{config.model.iterations}-seed{config.seed}"
-    run = train(config, out, resume=args.resume, progress=not args.quiet)
+    try:
+        run = train(config, out, resume=args.resume, progress=not args.quiet)
+    except TrainingInterrupted as err:  # meta.json says "interrupted"; the line is rank 0's alone
+        if err.main:
+            print(f"gradlab: interrupted: {err}", file=sys.stderr)
+        if err.hard_exit:
+            _exit_now(128 + err.signum)
+        return 128 + err.signum
     print(f"run directory: {run.path}")
     return 0
 
@@ -65,9 +75,11 @@ def _ablate(args: argparse.Namespace) -> int:
         with _warnings_on_stderr():
             result = run_ablation(args.config, axes, args.seeds, args.out, overrides=args.set, workers=args.workers,
                                   threads=args.threads, quick=args.quick, report=not args.no_report)
-    except KeyboardInterrupt:
-        print(f"gradlab: interrupted: run the same command again to continue {args.out}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # the running trials were stopped and marked "interrupted" (ablate.runner)
+        signum = getattr(err, "signum", signal.SIGINT)
+        print(f"gradlab: interrupted: {str(err) or signal.Signals(signum).name}; run the same command again to "
+              f"continue {args.out}", file=sys.stderr)
+        return 128 + signum
     if result.summary is not None:
         print(f"summary: {result.out / 'summary.md'}" + (f"\nreport: {result.report}" if result.report else ""))
     if result.failed:
@@ -116,6 +128,40 @@ def _warnings_on_stderr() -> Iterator[None]:
         finally:
             for message in dict.fromkeys(str(w.message) for w in caught):
                 print(f"gradlab: warning: {message}", file=sys.stderr)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM while a command runs: it stops as on Ctrl-C (one line, exit status 143)."""
+
+    signum = signal.SIGTERM
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While a command runs, SIGTERM raises `_Terminated` (in the main thread, unless SIGTERM is ignored); the
+    previous handler comes back after it. `gradlab train` and `ablate` handle both signals themselves inside."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) in (
+            signal.SIG_IGN, None):
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(err: KeyboardInterrupt, command: str) -> int:
+    """Ctrl-C or SIGTERM: one line and exit status 128 + the signal. Every file is written atomically, so what
+    the command had not finished is absent, never half-written."""
+    signum = getattr(err, "signum", signal.SIGINT)
+    what = str(err) or f"{signal.Signals(signum).name} before gradlab {command} finished (no file is left half-written)"
+    print(f"gradlab: interrupted: {what}", file=sys.stderr)
+    return 128 + signum
 
 
 class _Parser(argparse.ArgumentParser):
@@ -205,12 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with _sigterm_as_interrupt():
+            return args.func(args)
     except GradlabError as err:
         print(f"gradlab: error: {one_line(err)}", file=sys.stderr)
         if err.hard_exit:
             _exit_now(2)
         return 2
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (_sigterm_as_interrupt): one line, 130 / 143
+        return _interrupted(err, args.command)
 
 
 def _exit_now(status: int) -> None:

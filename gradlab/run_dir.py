@@ -35,8 +35,9 @@ ATTRIBUTION_PROFILE, ATTRIBUTION_INPUTS = "attribution_profile.png", "attributio
 ATTRIBUTION_FIGURES = "attribution*.png"  # what a report includes from RUN/report/
 PARTS = "part-*.parquet"
 
-#: meta.json's `status`: running (or killed while running), complete, stopped (a non-finite loss), failed
-RUN_STATUSES = ("running", "complete", "stopped", "failed")
+#: meta.json's `status`: running (or killed while running), complete, stopped (a non-finite loss), failed,
+#: interrupted (SIGINT or SIGTERM; the last checkpoint is kept, `gradlab train --resume` continues it)
+RUN_STATUSES = ("running", "complete", "stopped", "failed", "interrupted")
 
 
 def part_name(rank: int, index: int) -> str:

@@ -4,6 +4,8 @@ A trial whose run directory is complete is skipped; one with a checkpoint is res
 killed before its first checkpoint starts again. So killing `gradlab ablate` and running the same command again
 continues where it stopped. Each trial's output goes to OUT/logs/NAME.log; a failed trial is reported and the
 others go on. Children die with the parent (Linux: PR_SET_PDEATHSIG), so a killed ablation leaves no orphans.
+SIGINT or SIGTERM passes the signal on to the running trials, which record "interrupted" (resumable), and raises
+`AblationInterrupted`; a second signal, or STOP_TIMEOUT_S without an exit, kills them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,18 @@ from gradlab.parallel import available_cpus
 from gradlab.run_dir import RunDirectory
 from gradlab.train.config import to_toml
 from gradlab.train.metrics_log import final_value
+
+STOP_TIMEOUT_S = 30.0  # how long stopped trials may take to record "interrupted" before they are killed
+
+
+class AblationInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped the ablation; the trials that were running got the same signal and were
+    waited for. `signum` is the signal, `stopped` the names of those trials."""
+
+    def __init__(self, signum: int, stopped: list[str]):
+        what = f"stopped {', '.join(stopped)} (resumable)" if stopped else "no trial was running"
+        super().__init__(f"{signal.Signals(signum).name}, {what}")
+        self.signum, self.stopped = signum, stopped
 
 
 @dataclass
@@ -51,26 +66,61 @@ def run_trials(trials: list[Trial], out: Path, config: str | None, workers: int 
     bar = tqdm(total=len(trials), initial=len(outcomes), desc="ablation", unit="run", disable=not progress,
                dynamic_ncols=True)
     running: dict[subprocess.Popen, tuple[Trial, float]] = {}
+    signals: list[int] = []  # SIGINT / SIGTERM received: noted by the handler, acted on between polls
+    previous = _note_signals(signals)
     try:
-        while todo or running:
+        while (todo or running) and not signals:
             while todo and len(running) < workers:
                 trial, start = todo.pop(0)
                 running[_launch(trial, start, out, config, threads)] = (trial, time.monotonic())
                 bar.set_postfix_str(f"running {len(running)}")
             time.sleep(0.2)
-            for proc in [p for p in running if p.poll() is not None]:
+            for proc in [p for p in running if p.poll() is not None and not signals]:
                 trial, began = running.pop(proc)
                 outcome = _finish(proc, trial, out, time.monotonic() - began)
                 outcomes[trial.name] = outcome
                 bar.write(_line(outcome, out))
                 bar.update(1)
+        if signals:
+            _stop(running, signals[0], signals)
+            unfinished = [trial.name for trial, _ in running.values() if not RunDirectory(out / trial.name).complete]
+            raise AblationInterrupted(signals[0], unfinished)
+    except BaseException as err:
+        if not isinstance(err, AblationInterrupted):
+            _stop(running, signal.SIGINT if isinstance(err, KeyboardInterrupt) else signal.SIGTERM, signals)
+        raise
     finally:
-        for proc in running:
-            proc.terminate()
-        for proc in running:
-            proc.wait()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         bar.close()
     return [outcomes[t.name] for t in trials]
+
+
+def _note_signals(signals: list[int]) -> dict[int, object]:
+    """SIGINT and SIGTERM append to `signals` instead of raising (main thread only, not over an ignored
+    signal); returns the previous handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) not in (signal.SIG_IGN, None):
+            previous[sig] = signal.signal(sig, lambda signum, frame: signals.append(signum))
+    return previous
+
+
+def _stop(running: dict[subprocess.Popen, tuple[Trial, float]], sig: int, signals: list[int]) -> None:
+    """Send `sig` to every running trial (so that it records "interrupted"), wait for them up to STOP_TIMEOUT_S
+    or until another signal arrives, then kill what is left."""
+    for proc in running:
+        if proc.poll() is None:
+            proc.send_signal(sig)
+    deadline, seen = time.monotonic() + STOP_TIMEOUT_S, len(signals)
+    while any(proc.poll() is None for proc in running) and time.monotonic() < deadline and len(signals) == seen:
+        time.sleep(0.05)
+    for proc in running:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
 
 
 def prepare(run_dir: Path, trial: Trial) -> str:

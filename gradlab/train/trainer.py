@@ -1,5 +1,6 @@
 """The training loop, top to bottom as torchvision's references/segmentation/train.py: data, model, optimiser;
 loop (train step, validation, checkpoint, record); the run directory's status at the end.
+SIGINT (Ctrl-C) and SIGTERM stop it with meta.json "interrupted" and the last checkpoint kept (`TrainingInterrupted`).
 
     gradlab.train.train(load_config("demo"), "runs/demo-hem")
 
@@ -9,8 +10,13 @@ into the run directory beside metrics.parquet, config.toml, meta.json and checkp
 
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
+import shlex
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,6 +45,68 @@ class NonFiniteError(GradlabError):
     """A NaN or Inf loss or gradient under the policy train.nonfinite = "stop"."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped `train`: meta.json says "interrupted", the last checkpoint is kept, and
+    `train(..., resume=True)` continues as from any checkpoint. `signum` is the signal; `main` is False on the
+    ranks other than 0 of a distributed run, `hard_exit` True in one (see gradlab.cli's `_exit_now`)."""
+
+    def __init__(self, message: str, signum: int, main: bool = True, hard_exit: bool = False):
+        super().__init__(message)
+        self.signum, self.main, self.hard_exit = signum, main, hard_exit
+
+
+class _Signals:
+    """While training, SIGINT and SIGTERM raise KeyboardInterrupt at once, except inside `held()` (a step's rows
+    going to the recorder and the metrics, a checkpoint), which first runs to its end. Later signals, and any
+    signal once `quiet()` (the clean-up), are only noted. Installed in the main thread only and not over an
+    ignored signal; the previous handlers come back on exit. Under torchrun every rank gets the signal."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._held, self._quiet = 0, False
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(sig) not in (signal.SIG_IGN, None):
+                    self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signum is None:
+            self.signum = signum
+            if not (self._held or self._quiet):
+                raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
+        if self.signum is not None and not (self._held or self._quiet):
+            raise KeyboardInterrupt
+
+    def quiet(self) -> None:
+        self._quiet = True
+
+    def caused(self, err: BaseException) -> bool:
+        """Whether `err` ends the run as interrupted: a KeyboardInterrupt, or an error after a signal that is
+        not gradlab's own verdict on the run (a peer rank or a DataLoader worker that stopped on the signal)."""
+        return isinstance(err, KeyboardInterrupt) or self.signum is not None and (
+            isinstance(err, distributed.LostPeerError) or not isinstance(err, GradlabError))
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum or signal.SIGINT).name
+
+
 @dataclass
 class Training:
     """What a run holds while it trains (torchvision's names: `model` is DDP-wrapped under DDP)."""
@@ -55,23 +123,32 @@ class Training:
     recorder: Recorder | None
     num_classes: int
     ignore_index: int
+    step: int = 0  # steps done
+    saved: int = 0  # the step of the last checkpoint
 
 
 def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> RunDirectory:
-    """Train one model into `run_dir` (resuming from its last checkpoint when `resume`)."""
-    ctx = distributed.setup(config.train.device)
-    try:
-        with distributed.lost_peers(ctx):  # a dead or hung rank: one line, not gloo's traceback
-            run = _main(config, RunDirectory(run_dir), resume, progress, ctx)
-    except BaseException:
-        distributed.teardown(wait_for_all=False)
-        raise
-    with distributed.lost_peers(ctx):
-        distributed.teardown()
+    """Train one model into `run_dir` (resuming from its last checkpoint when `resume`). SIGINT or SIGTERM
+    raises `TrainingInterrupted` (a KeyboardInterrupt) once meta.json says "interrupted"."""
+    with _Signals() as stop:
+        ctx = None
+        try:
+            ctx = distributed.setup(config.train.device)
+            with distributed.lost_peers(ctx):  # a dead or hung rank: one line, not gloo's traceback
+                run = _main(config, RunDirectory(run_dir), resume, progress, ctx, stop)
+        except BaseException as err:
+            stop.quiet()
+            distributed.teardown(wait_for_all=False)
+            if isinstance(err, TrainingInterrupted) or not stop.caused(err):
+                raise
+            raise _before_training(RunDirectory(run_dir), stop, ctx) from None
+        with distributed.lost_peers(ctx):
+            distributed.teardown()
     return run
 
 
-def _main(config: Config, run: RunDirectory, resume: bool, progress: bool, ctx: distributed.Context):
+def _main(config: Config, run: RunDirectory, resume: bool, progress: bool, ctx: distributed.Context,
+          stop: _Signals):
     if config.train.amp and ctx.device.type != "cuda":
         raise ConfigError("train.amp=true needs a CUDA device (bfloat16 autocast): set train.amp=false on CPU")
     torch.manual_seed(config.seed)
@@ -84,24 +161,57 @@ def _main(config: Config, run: RunDirectory, resume: bool, progress: bool, ctx: 
     # the batch size against the split: its ConfigError must come before the run directory is written
     StepBatches(len(train_set), config.train.batch_size, 1, config.seed, 0, ctx.rank, ctx.world)
     start = _start(config, run, model_without_ddp, optimizer, resume, ctx)
-    model = _wrap(model_without_ddp, config, ctx)
-    t = Training(config, run, ctx, model, model_without_ddp, optimizer,
-                 *_loaders(config, train_set, val_set, start, ctx), MetricsLog(run.metrics_path, start),
-                 _recorder(config, model, run, start, resume), train_set.num_classes, train_set.ignore_index)
+    t = None
     try:
+        model = _wrap(model_without_ddp, config, ctx)
+        t = Training(config, run, ctx, model, model_without_ddp, optimizer,
+                     *_loaders(config, train_set, val_set, start, ctx), MetricsLog(run.metrics_path, start),
+                     _recorder(config, model, run, start, resume), train_set.num_classes, train_set.ignore_index,
+                     start, start)
         with distributed.lost_peers(ctx):  # so that meta.json's error is the one-line message too
-            _loop(t, start, progress)
-    except Exception as err:
-        if ctx.main and run.status == "running":
+            _loop(t, start, progress, stop)
+            agree = distributed.parameters_agree(model_without_ddp)
+    except BaseException as err:
+        stop.quiet()
+        if stop.caused(err):
+            cause = None if isinstance(err, KeyboardInterrupt) else err
+            raise _interrupted(t, config, run, ctx, stop, start) from cause
+        if t is not None and isinstance(err, Exception) and ctx.main and run.status == "running":
             run.update_meta(status="failed", error=f"{type(err).__name__}: {err}")
         raise
     finally:
-        if t.recorder is not None:
+        if t is not None and t.recorder is not None:
             t.recorder.close()
-    agree = distributed.parameters_agree(model_without_ddp)
     if ctx.main:
         run.update_meta(status="complete", steps=config.train.steps, ranks_agree=agree, finished=now())
     return run
+
+
+def _interrupted(t: Training | None, config: Config, run: RunDirectory, ctx: distributed.Context, stop: _Signals,
+                 start: int) -> TrainingInterrupted:
+    """After a signal: the recorder's rows and the metrics of the steps done on disk (a resume supersedes those
+    after the checkpoint), meta.json "interrupted"; never a checkpoint, which is only written between steps."""
+    step, saved = (t.step, t.saved) if t is not None else (start, start)
+    if t is not None and t.recorder is not None:
+        t.recorder.close()
+    checkpoint = run.checkpoint.is_file()
+    if ctx.main:
+        if t is not None:
+            t.metrics.write()
+        run.update_meta(status="interrupted", interruption={"signal": stop.name, "step": step, "checkpoint_step":
+                        saved if checkpoint else None, "at": now()})
+    kept = f"{run.checkpoint} holds step {saved}" if checkpoint else "no checkpoint yet, a resume starts at step 0"
+    return TrainingInterrupted(f"{stop.name} after {step} of {config.train.steps} steps; {kept} (resume with "
+                               f"gradlab train --resume --out {shlex.quote(str(run.path))})",
+                               stop.signum or signal.SIGINT, ctx.main, ctx.distributed)
+
+
+def _before_training(run: RunDirectory, stop: _Signals, ctx: distributed.Context | None) -> TrainingInterrupted:
+    """A signal before the first step (start-up, the data, the model): meta.json is as it was."""
+    how = (f"resume with gradlab train --resume --out {shlex.quote(str(run.path))}" if run.is_run
+           else "nothing was written; run the command again")
+    return TrainingInterrupted(f"{stop.name} before training started ({how})", stop.signum or signal.SIGINT,
+                               ctx is None or ctx.main, ctx is not None and ctx.distributed)
 
 
 def poly_lr(base: float, step: int, steps: int, power: float) -> float:
@@ -182,9 +292,10 @@ def _recorder(config: Config, model, run: RunDirectory, start: int, resume: bool
                  jacobian_images=r.jacobian_images)
 
 
-def _loop(t: Training, start: int, progress: bool) -> None:
+def _loop(t: Training, start: int, progress: bool, stop: _Signals) -> None:
     """Steps start..steps−1: poly lr, train step, record, validate every eval_every, checkpoint every
-    checkpoint_every (the last step always does both)."""
+    checkpoint_every (the last step always does both). A signal stops it at once, but never inside the step's
+    bookkeeping or a checkpoint (`stop.held()`)."""
     cfg = t.config.train
     bar = tqdm(total=cfg.steps, initial=start, disable=not (progress and t.ctx.main), desc=t.run.path.name,
                dynamic_ncols=True)
@@ -192,21 +303,24 @@ def _loop(t: Training, start: int, progress: bool) -> None:
         for group in t.optimizer.param_groups:
             group["lr"] = poly_lr(group["initial_lr"], step, cfg.steps, cfg.poly_power)
         loss, grad_norm = _train_step(t, images.to(t.ctx.device), masks.to(t.ctx.device))
-        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-            _on_nonfinite(t, step, loss, grad_norm)
-        else:
-            t.optimizer.step()
-        lr = t.optimizer.param_groups[0]["lr"]
-        if t.recorder is not None:
-            t.recorder.step(step, loss=loss, lr=lr)
-        t.metrics.add(step, loss=loss, lr=lr, grad_norm=grad_norm)
+        with stop.held():  # the step's rows reach the recorder and the metrics together, or not at all
+            if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+                _on_nonfinite(t, step, loss, grad_norm)
+            else:
+                t.optimizer.step()
+            lr = t.optimizer.param_groups[0]["lr"]
+            if t.recorder is not None:
+                t.recorder.step(step, loss=loss, lr=lr)
+            t.metrics.add(step, loss=loss, lr=lr, grad_norm=grad_norm)
+            t.step = step + 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}", miou=f"{t.metrics.latest.get('miou', math.nan):.3f}")
         done = step + 1
         if done % cfg.eval_every == 0 or done == cfg.steps:
             t.metrics.add(step, **evaluate(t.model, t.val_loader, t.num_classes, t.ctx.device, t.ignore_index))
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            _checkpoint(t, done)
+            with stop.held():  # a checkpoint once begun is finished
+                _checkpoint(t, done)
     bar.close()
 
 
@@ -250,4 +364,5 @@ def _checkpoint(t: Training, done: int) -> None:
     t.metrics.write()
     save_checkpoint({"model": t.model_without_ddp.state_dict(), "optimizer": t.optimizer.state_dict(),
                      "step": done, "rng": rng_state()}, t.run.checkpoint)
+    t.saved = done
 

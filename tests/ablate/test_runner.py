@@ -32,6 +32,12 @@ def test_prepare_tells_fresh_resume_and_complete(tmp_path, trial):
     assert prepare(_started(tmp_path / "b", trial, status="complete", checkpoint=True).path, trial) == "complete"
 
 
+def test_prepare_resumes_an_interrupted_trial_and_restarts_one_without_a_checkpoint(tmp_path, trial):
+    run = _started(tmp_path / "a", trial, status="interrupted", checkpoint=True)
+    assert prepare(run.path, trial) == "resume" and run.checkpoint.is_file()
+    assert prepare(_started(tmp_path / "b", trial, status="interrupted").path, trial) == "fresh"
+
+
 def test_prepare_clears_a_trial_killed_before_its_first_checkpoint(tmp_path, trial):
     run = _started(tmp_path / "a", trial)
     assert prepare(run.path, trial) == "fresh"
