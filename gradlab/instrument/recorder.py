@@ -80,6 +80,8 @@ class Recorder:
         self._flushed, self._recorded_steps = 0, 0
         self._part = self._next_part_index(append)
         self._user_tracing = {layer: layer.tracing for layer in self.layers}
+        #: layers in grad_mode "implicit": their adjoint solve is recorded (implicit/iterations, implicit/residual)
+        self._implicit = [layer for layer in self.layers if getattr(layer, "grad_mode", None) == "implicit"]
         self._handles = [layer.register_forward_hook(self._on_forward) for layer in self.layers]
         self._reset_pending()
         self._closed, self._recording = False, False
@@ -170,6 +172,8 @@ class Recorder:
         tap_module._deactivate(self)
         if self._recording:
             tap_module._activate(self)
+            for layer in self._implicit:  # only this step's adjoint solve is recorded
+                layer.last_adjoint = None
         self._t0 = time.perf_counter()
 
     def _reset_pending(self) -> None:
@@ -209,6 +213,11 @@ class Recorder:
             v = torch.stack(samples).mean(0) if len(samples) > 1 else samples[0]  # several forwards: their mean
             keys += [(layer, quantity, None if first is None else first + i) for i in range(len(v))]
             tensors.append(v)
+        for layer in self._implicit:  # the last adjoint solve of the step, where one ran (iteration null)
+            if layer.last_adjoint is not None:
+                name = self.names[layer]
+                keys += [(name, "implicit/iterations", None), (name, "implicit/residual", None)]
+                tensors.append(torch.stack(layer.last_adjoint).double())
         names, norms = group_grad_norms(self.groups)
         if norms is not None:
             keys += [(name, "grad/params", None) for name in names]

@@ -14,7 +14,7 @@ from typing import Any
 
 from gradlab._toml import tomllib
 from gradlab.errors import ConfigError
-from gradlab.layers import EMSpec
+from gradlab.layers import GRAD_MODES, EMSpec
 from gradlab.layers.kernels import KERNELS
 from gradlab.models.segnet import MODEL_KINDS
 from gradlab.run_dir import RunDirectory
@@ -76,6 +76,13 @@ class ModelConfig:
     normalize: bool = key(EMSpec.normalize, "normalise the bases (P of MATH.md)")
     grad_iterations: str | int = key("all", "differentiable last iterations: all, or k in [0, T]", '"all" or >= 0',
                                      lambda v: v == "all" or isinstance(v, int) and v >= 0)
+    grad_mode: str = key(EMSpec.grad_mode, "unrolled (backprop through the iterations) or implicit (IFT gradient at "
+                         "the fixed point: grad_iterations = all, T >= 2)", " or ".join(GRAD_MODES),
+                         lambda v: v in GRAD_MODES)
+    implicit_iterations: int = key(EMSpec.implicit_iterations, "implicit: most fixed-point steps of the adjoint "
+                                   "solve per backward", ">= 1", at_least(1))
+    implicit_tolerance: float = key(EMSpec.implicit_tolerance, "implicit: the adjoint solve stops at this relative "
+                                    "residual", "in (0, 1)", lambda v: 0 < v < 1)
     dropout: float = key(0.1, "dropout before the classifier", "in [0, 1)", lambda v: 0 <= v < 1)
     sync_bn: bool = key(False, "SyncBatchNorm under DDP")
 
