@@ -10,6 +10,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 from gradlab.errors import GradlabError
 
@@ -168,8 +169,30 @@ class _Parser(argparse.ArgumentParser):
     """Usage errors (an unknown option, `--seeds abc`) as one line and exit status 2, like every other error."""
 
     def error(self, message: str):
-        print(f"gradlab: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        print(f"gradlab: error: {one_line(message)} (see `{self.prog} --help`)", file=sys.stderr)
         sys.exit(2)
+
+
+def in_path(text: str) -> str:
+    """A path argument: any text a file name can be (not empty, no NUL byte)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path: give a file or folder name")
+    if "\x00" in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a path: it holds a NUL byte")
+    return text
+
+
+def out_path(text: str) -> str:
+    """An --out folder: a path whose existing part is a folder (not a file, nor under one), checked before any
+    work is done, so that a bad --out never costs a run."""
+    path = Path(in_path(text))
+    try:
+        blocked = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    except OSError as err:  # a name too long for the file system
+        raise argparse.ArgumentTypeError(f"{text[:60]!r}... cannot be a folder: {err.strerror}") from None
+    if blocked is not None:
+        raise argparse.ArgumentTypeError(f"{text!r} cannot be a folder: {blocked} is a file")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="train an EM and an HEM model briefly and compare their gradient decay")
-    demo.add_argument("--out", default="runs/demo", help="folder for the two run directories (default runs/demo)")
+    demo.add_argument("--out", type=out_path, default="runs/demo",
+                      help="folder for the two run directories (default runs/demo)")
     demo.add_argument("--steps", type=int, default=None, help="training steps per model (default: the demo preset)")
     demo.set_defaults(func=_demo)
 
@@ -189,10 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
                         formatter_class=argparse.RawDescriptionHelpFormatter,
                         epilog=f"presets: {presets} (gradlab train --list-presets)\n\n"
                                "config keys (name, default, meaning [allowed]):\n" + describe_keys())
-    tr.add_argument("config", nargs="?", default=None,
+    tr.add_argument("config", nargs="?", type=in_path, default=None,
                     help=f"a TOML file, or the name of a preset shipped with gradlab ({presets})")
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key (repeatable)")
-    tr.add_argument("--out", default=None, help="run directory (default runs/<kind>-T<iterations>-seed<seed>)")
+    tr.add_argument("--out", type=out_path, default=None,
+                    help="run directory (default runs/<kind>-T<iterations>-seed<seed>)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.add_argument("--list-presets", action="store_true", help="print the presets with a line on each, and exit")
@@ -203,12 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "runs are skipped and unfinished ones resumed, so rerunning the same command continues "
                          "an interrupted ablation. Writes summary.md / summary.csv (CIs over seeds), "
                          "ablation.png and report/.")
-    abl.add_argument("config", nargs="?", default=None, help=f"base TOML file or preset ({presets})")
+    abl.add_argument("config", nargs="?", type=in_path, default=None, help=f"base TOML file or preset ({presets})")
     abl.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                      help="an axis of the grid, any config key (repeatable), e.g. model.iterations=1,3,8")
     abl.add_argument("--seeds", type=int, default=1, help="seeds per grid point: seed, seed+1, ... (default 1)")
     abl.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
-    abl.add_argument("--out", default="runs/ablation", help="folder of the runs (default runs/ablation)")
+    abl.add_argument("--out", type=out_path, default="runs/ablation", help="folder of the runs (default runs/ablation)")
     abl.add_argument("--workers", type=int, default=1, help="runs trained at once (default 1)")
     abl.add_argument("--threads", type=int, default=None,
                      help="torch threads per run (default: the CPUs this process may use / workers)")
@@ -219,14 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
     abl.set_defaults(func=_ablate)
 
     rep = sub.add_parser("report", help="write a self-contained HTML report (and a Markdown summary) of runs")
-    rep.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories, or folders of them")
-    rep.add_argument("--out", default=None,
+    rep.add_argument("runs", nargs="+", type=in_path, metavar="RUN_DIR", help="run directories, or folders of them")
+    rep.add_argument("--out", type=out_path, default=None,
                      help="report folder (default RUN_DIR/report for one run, ./report for several)")
     rep.add_argument("--title", default=None, help="the report's title")
     rep.set_defaults(func=_report)
 
     cmp = sub.add_parser("compare", help="print a table comparing groups of runs (estimate, 95%% CI, mIoU)")
-    cmp.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories, or folders of them")
+    cmp.add_argument("runs", nargs="+", type=in_path, metavar="RUN_DIR", help="run directories, or folders of them")
     cmp.add_argument("--by", action="append", default=[], metavar="KEY",
                      help="config key to group by, e.g. model.kind (repeatable; default: the keys that differ)")
     cmp.add_argument("--quantity", default="grad/x", help="per-iteration gradient to compare (default grad/x)")
@@ -236,16 +261,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     att = sub.add_parser("attribute", help="captum attributions of a trained run: the depth profile over the "
                          "unrolled iterations and input maps, for the report")
-    att.add_argument("run", metavar="RUN_DIR", help="a trained run directory (uses checkpoints/last.pt)")
+    att.add_argument("run", type=in_path, metavar="RUN_DIR", help="a trained run directory (uses checkpoints/last.pt)")
     att.add_argument("--images", type=int, default=4, help="how many validation images (default 4)")
     att.add_argument("--method", action="append", default=[], metavar="NAME",
                      help="integrated-gradients, gradient-x-activation, conductance (depth profile) or saliency "
                           "(input maps; integrated-gradients does both); repeatable, default all")
-    att.add_argument("--out", default=None,
+    att.add_argument("--out", type=out_path, default=None,
                      help="folder for the table and figures (default: RUN_DIR/attribution.parquet and "
                           "RUN_DIR/report/attribution_*.png, where gradlab report looks)")
     att.set_defaults(func=_attribute)
     return parser
+
+
+#: what a user's input can cause beyond gradlab's own checks (a path that cannot be written, an allocation too
+#: large for the machine, undecodable text): one line and exit 2, like a GradlabError. Anything else is a bug and
+#: keeps its traceback; GRADLAB_DEBUG=1 shows the traceback of these too.
+USER_ERRORS = (GradlabError, OSError, MemoryError, OverflowError, UnicodeError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,13 +284,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _sigterm_as_interrupt():
             return args.func(args)
-    except GradlabError as err:
-        print(f"gradlab: error: {one_line(err)}", file=sys.stderr)
-        if err.hard_exit:
+    except USER_ERRORS as err:
+        if os.environ.get("GRADLAB_DEBUG"):
+            raise
+        print(f"gradlab: error: {one_line(describe(err))}", file=sys.stderr)
+        if getattr(err, "hard_exit", False):
             _exit_now(2)
         return 2
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (_sigterm_as_interrupt): one line, 130 / 143
         return _interrupted(err, args.command)
+
+
+def describe(err: BaseException) -> str:
+    """One line for a user's error: a GradlabError's own message; for an OS error what failed on which path."""
+    if isinstance(err, OSError) and not isinstance(err, GradlabError) and err.strerror:
+        paths = " -> ".join(str(p) for p in (err.filename, err.filename2) if p is not None)
+        return f"{err.strerror}: {paths}" if paths else err.strerror
+    if isinstance(err, MemoryError):
+        return f"out of memory ({one_line(err) or 'a size too large for this machine'}): use smaller sizes"
+    return one_line(err)
 
 
 def _exit_now(status: int) -> None:
@@ -271,9 +314,11 @@ def _exit_now(status: int) -> None:
     os._exit(status)
 
 
-def one_line(err: Exception) -> str:
+def one_line(err: Exception | str) -> str:
     """The message on one line. A DataLoader worker re-raises "Caught DataError in DataLoader worker …" with
     the worker's traceback: its last line, "gradlab.errors.DataError: <message>", holds the message."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+    if isinstance(err, str):
+        return " ".join(lines)
     name, sep, message = lines[-1].partition(": ")
     return message if len(lines) > 1 and sep and name.endswith(type(err).__name__) else " ".join(lines)

@@ -82,7 +82,18 @@ class RunDirectory:
             raise ConfigError(f"{self.path} is not a run directory (no {CONFIG}): check the path or drop --resume")
 
     def meta(self) -> dict[str, Any]:
-        return json.loads(self.meta_path.read_text()) if self.meta_path.is_file() else {}
+        """meta.json as a dict ({} when there is none); a truncated or foreign file is a RecordsError."""
+        if not self.meta_path.is_file():
+            return {}
+        try:
+            meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            raise RecordsError(f"{self.meta_path} is not readable JSON ({err}): restore it, or delete it to let "
+                               "gradlab write a new one") from None
+        if not isinstance(meta, dict):
+            raise RecordsError(f"{self.meta_path} holds a JSON {type(meta).__name__}, not an object: restore it, "
+                               "or delete it to let gradlab write a new one")
+        return meta
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         write_text(self.meta_path, json.dumps(meta, indent=2, default=str))
@@ -95,7 +106,7 @@ class RunDirectory:
         """meta.json's status, "unknown" without a readable one."""
         try:
             return str(self.meta().get("status", "unknown"))
-        except (OSError, ValueError, AttributeError):
+        except RecordsError:
             return "unknown"
 
     @property

@@ -96,9 +96,13 @@ def check(status: int, err: list[str], created: set[Path], out: str | None = Non
     assert all(line.startswith(("gradlab: error: ", "gradlab: warning: ")) for line in err), err
     if status == 2:
         assert [line for line in err if line.startswith("gradlab: error: ")] == err[-1:], err
-    allowed = Path(out) if out else None  # the folder, what is inside it, and the folders leading to it
-    assert all(allowed is not None and (p == allowed or allowed in p.parents or p in allowed.parents)
-               for p in created), created
+    if out:  # the folder, what is inside it, and the folders its path names on the way ("a" of "a/../b")
+        parts = Path(out).parts
+        leading = {Path(os.path.normpath(os.path.join(*parts[:i]))) for i in range(1, len(parts) + 1)}
+        folder = Path(os.path.normpath(out))
+        assert all(p in leading or folder in p.parents for p in created), created
+    else:
+        assert not created, created
 
 
 @FUZZ

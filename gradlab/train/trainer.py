@@ -350,9 +350,11 @@ def _on_nonfinite(t: Training, step: int, loss: float, grad_norm: float) -> None
         t.recorder.close()
     t.metrics.write()
     t.run.update_meta(status="stopped", stopped_at_step=step)
+    kept = (f"{t.run.checkpoint} holds the last good state" if t.run.checkpoint.is_file() else
+            "no checkpoint was written before it (lower train.lr, or check the data)")
     raise NonFiniteError(f"non-finite {'loss' if not math.isfinite(loss) else 'gradient'} at step {step} "
-                         f"(loss={loss}, grad norm={grad_norm}): stopped; {t.run.checkpoint} holds the last good "
-                         "state (set train.nonfinite=skip to drop such steps instead)")
+                         f"(loss={loss}, grad norm={grad_norm}): stopped; {kept} (set train.nonfinite=skip to "
+                         "drop such steps instead)")
 
 
 def _checkpoint(t: Training, done: int) -> None:

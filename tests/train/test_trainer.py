@@ -57,8 +57,8 @@ class Killed(Exception):
     pass
 
 
-def test_resume_equals_a_straight_run(tmp_path, monkeypatch):
-    straight = train(tiny_config(), tmp_path / "straight", progress=False)
+def killed_after_its_first_checkpoint(run_dir, monkeypatch) -> None:
+    """Train the tiny config into `run_dir` and kill it right after the checkpoint of step 3 (of 6)."""
     real_checkpoint = trainer_module._checkpoint
 
     def checkpoint_then_die(training, done):
@@ -68,8 +68,13 @@ def test_resume_equals_a_straight_run(tmp_path, monkeypatch):
 
     monkeypatch.setattr(trainer_module, "_checkpoint", checkpoint_then_die)
     with pytest.raises(Killed):
-        train(tiny_config(), tmp_path / "resumed", progress=False)
+        train(tiny_config(), run_dir, progress=False)
     monkeypatch.setattr(trainer_module, "_checkpoint", real_checkpoint)
+
+
+def test_resume_equals_a_straight_run(tmp_path, monkeypatch):
+    straight = train(tiny_config(), tmp_path / "straight", progress=False)
+    killed_after_its_first_checkpoint(tmp_path / "resumed", monkeypatch)
     resumed = train(tiny_config(), tmp_path / "resumed", resume=True, progress=False)
 
     a, b = (torch.load(r.checkpoint, weights_only=True)["model"] for r in (straight, resumed))
@@ -147,7 +152,7 @@ def nan_data(monkeypatch):
 
 def test_nonfinite_stop_keeps_no_bad_checkpoint_and_says_where(tmp_path, monkeypatch):
     nan_data(monkeypatch)
-    with pytest.raises(NonFiniteError, match="non-finite loss at step 0"):
+    with pytest.raises(NonFiniteError, match="non-finite loss at step 0.*no checkpoint was written before it"):
         train(tiny_config(), tmp_path / "run", progress=False)
     meta = json.loads((tmp_path / "run" / "meta.json").read_text())
     assert meta["status"] == "stopped" and not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
@@ -217,17 +222,7 @@ def test_resume_refuses_an_override_that_would_change_what_the_run_trains(tmp_pa
 def test_an_allowed_resume_override_is_written_to_config_and_meta(tmp_path, monkeypatch):
     from gradlab.cli import main
 
-    real_checkpoint = trainer_module._checkpoint
-
-    def checkpoint_then_die(training, done):
-        real_checkpoint(training, done)
-        if done == 3:
-            raise Killed
-
-    monkeypatch.setattr(trainer_module, "_checkpoint", checkpoint_then_die)
-    with pytest.raises(Killed):
-        train(tiny_config(), tmp_path / "run", progress=False)
-    monkeypatch.setattr(trainer_module, "_checkpoint", real_checkpoint)
+    killed_after_its_first_checkpoint(tmp_path / "run", monkeypatch)
     assert main(["train", "--resume", "--out", str(tmp_path / "run"), "--set", "train.eval_every=2", "--quiet"]) == 0
     run = gradlab.train.RunDirectory(tmp_path / "run")
     assert run_config(run.path).train.eval_every == 2
