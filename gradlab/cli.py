@@ -280,7 +280,10 @@ USER_ERRORS = (GradlabError, OSError, MemoryError, OverflowError, UnicodeError)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)  # builds the key table (imports torch): a second or more
+    except KeyboardInterrupt as err:
+        return _interrupted(err, "start-up")
     try:
         with _sigterm_as_interrupt():
             return args.func(args)
