@@ -273,6 +273,10 @@ def validate(config: Config) -> Config:
     m = config.model
     if m.kind == "em":
         m.step_size = 1.0  # the resolved config says what ran
+    if m.grad_mode == "implicit" and (m.grad_iterations != "all" or m.iterations < 2):
+        raise ConfigError(f"model.grad_mode='implicit' needs model.grad_iterations='all' and model.iterations >= 2 "
+                          f"(got {m.grad_iterations!r} and {m.iterations}): the implicit gradient takes the place "
+                          "of choosing which iterations carry gradient")
     if isinstance(m.grad_iterations, int) and m.grad_iterations > m.iterations:
         raise ConfigError(f"model.grad_iterations={m.grad_iterations} is out of range: allowed 'all' or an "
                           f"integer in [0, model.iterations={m.iterations}]")

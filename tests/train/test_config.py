@@ -95,3 +95,10 @@ def test_a_file_wins_over_a_preset_of_the_same_name_and_unknown_presets_name_the
 def test_integers_past_64_bits_are_refused_where_they_are_parsed(text):
     with pytest.raises(ConfigError, match="out of range: an integer must fit in 64 bits"):
         load_config(None, [f"train.steps={text}"])
+
+
+@pytest.mark.parametrize("sets", [["model.grad_iterations=1"], ["model.iterations=1"]])
+def test_the_implicit_gradient_mode_is_checked_with_the_keys_it_depends_on(sets):
+    with pytest.raises(ConfigError, match="model.grad_mode='implicit' needs model.grad_iterations='all'"):
+        load_config(None, ["model.grad_mode=implicit", *sets])
+    assert load_config(None, ["model.grad_mode=implicit"]).model.grad_mode == "implicit"

@@ -128,6 +128,9 @@ def repair(values: dict) -> dict:
         a, b = values.get(lo, defaults[0]), values.get(hi, defaults[1])
         if a > b:
             values[lo], values[hi] = b, a
+    if values.get("model.grad_mode") == "implicit":
+        values["model.grad_iterations"] = "all"
+        values["model.iterations"] = max(values.get("model.iterations", 3), 2)
     if values.get("data.source") == "voc" and not values.get("data.root"):
         values["data.root"] = "/data/VOC2012"
     return values
