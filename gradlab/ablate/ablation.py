@@ -17,7 +17,8 @@ import pandas as pd
 
 from gradlab.ablate.grid import Axis, Trial, expand
 from gradlab.ablate.runner import Outcome, run_trials
-from gradlab.ablate.summary import panel_frame, summarize_ablation, to_markdown
+from gradlab.ablate.summary import contrast_markdown, panel_frame, summary_table, to_markdown
+from gradlab.analysis import load_metrics, load_runs
 from gradlab.atomic import write_text
 from gradlab.errors import ConfigError
 from gradlab.run_dir import RunDirectory
@@ -84,11 +85,16 @@ def claim(out: Path, plan: dict) -> None:
 
 
 def write_summary(run_dirs: list[Path], keys: list[str], out: Path) -> pd.DataFrame:
-    """OUT/summary.csv, OUT/summary.md and OUT/ablation.png (metrics vs the first numeric axis)."""
+    """OUT/summary.csv, OUT/summary.md, OUT/ablation.png (metrics vs the first numeric axis) and, with EM and
+    HEM in the grid, OUT/contrast.md (HEM − EM with Welch intervals)."""
     from gradlab.plots import ablation_panel, save
 
-    table = summarize_ablation(run_dirs, keys)
+    records, metrics = load_runs(run_dirs), load_metrics(run_dirs)
+    table = summary_table(records, metrics, keys)
     write_text(out / "summary.md", to_markdown(table, keys))
+    effect = contrast_markdown(records, metrics, keys)
+    if effect is not None:
+        write_text(out / "contrast.md", effect)
     write_text(out / "summary.csv", table.to_csv(index=False))
     x = "model.iterations" if "model.iterations" in keys else next(
         (k for k in keys if pd.api.types.is_numeric_dtype(table[k])), keys[0])

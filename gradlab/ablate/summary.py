@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gradlab.analysis import compare, load_metrics, load_runs, regime
+from gradlab.analysis import compare, contrast, load_metrics, load_runs, regime
 from gradlab.analysis.intervals import INTERVAL_LABEL
 from gradlab.plots.common import HUE_FORMATS
 from gradlab.report import tables as fmt
@@ -25,8 +25,13 @@ def summarize_ablation(run_dirs: Sequence[Path], by: Sequence[str], fraction: fl
     """One row per (`by` values, layer): `runs`, `miou` and, per quantity q, `q decades` with `_low` / `_high`
     (INTERVAL_METHOD), then `regimes` ("healthy 3/3"), `similarity` and `entropy_ratio`. Metrics
     over the last `fraction` of steps."""
-    by = list(by)
     records, metrics = load_runs(run_dirs), load_metrics(run_dirs)
+    return summary_table(records, metrics, by, fraction)
+
+
+def summary_table(records: pd.DataFrame, metrics: pd.DataFrame, by: Sequence[str], fraction: float = 0.1):
+    """`summarize_ablation` of loaded records and metrics."""
+    by = list(by)
     table = None
     for quantity in QUANTITIES:
         c = compare(records, by=by, quantity=quantity, metric="decades", metrics=metrics, fraction=fraction)
@@ -76,6 +81,27 @@ def panel_frame(table: pd.DataFrame, x: str, keys: Sequence[str]) -> pd.DataFram
         rows.append(pd.DataFrame({"metric": metric, "estimate": table[column], "ci_low": table[f"{column}_low"],
                                   "ci_high": table[f"{column}_high"], x: table[x], "setting": settings}))
     return pd.concat(rows, ignore_index=True)
+
+
+def contrast_markdown(records: pd.DataFrame, metrics: pd.DataFrame, by: Sequence[str],
+                      fraction: float = 0.1) -> str | None:
+    """HEM − EM at each setting of the other grid keys (analysis.contrast: decades of grad/x and final mIoU, each
+    with Welch's 95% interval of the difference of means over seeds) as Markdown; None without both kinds."""
+    if "model.kind" not in by or not {"em", "hem"} <= set(records["model.kind"].astype(str)):
+        return None
+    table = contrast(records, by, metrics=metrics, fraction=fraction)
+    if table.empty:
+        return None
+    keys = [c for c in table.columns[:table.columns.get_loc("layer")]]
+    head = [*keys, "seeds EM + HEM", "Δ grad/x decades [Welch 95% CI]", "Δ val mIoU [Welch 95% CI]"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in table.iterrows():
+        cells = [_value(r[k]) for k in keys] + [f"{int(r['runs em'])} + {int(r['runs hem'])}"]
+        cells += [_ci({"x": r["difference"], "x_low": r["ci_low"], "x_high": r["ci_high"]}, "x", fmt.decades),
+                  _ci({"x": r["miou difference"], "x_low": r["miou_ci_low"], "x_high": r["miou_ci_high"]}, "x",
+                      fmt.decades)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def to_markdown(table: pd.DataFrame, by: Sequence[str]) -> str:

@@ -7,7 +7,7 @@
 """
 
 from gradlab.analysis.aggregate import geometric_mean, log_median, summarize, window, windows
-from gradlab.analysis.compare import compare, final_metric, per_run
+from gradlab.analysis.compare import compare, contrast, final_metric, per_run
 from gradlab.analysis.decay import decay, profile, shares
 from gradlab.analysis.flags import diagnostics, flags, spikes
 from gradlab.analysis.intervals import INTERVAL_METHOD, bootstrap_ci, t_interval, welch_difference
@@ -15,7 +15,7 @@ from gradlab.analysis.load import load_configs, load_metrics, load_runs
 from gradlab.analysis.regime import regime
 
 __all__ = [
-    "INTERVAL_METHOD", "bootstrap_ci", "compare", "decay", "diagnostics", "final_metric", "flags", "geometric_mean",
-    "load_configs", "load_metrics", "load_runs", "log_median", "per_run", "profile", "regime", "shares", "spikes",
-    "summarize", "t_interval", "welch_difference", "window", "windows",
+    "INTERVAL_METHOD", "bootstrap_ci", "compare", "contrast", "decay", "diagnostics", "final_metric", "flags",
+    "geometric_mean", "load_configs", "load_metrics", "load_runs", "log_median", "per_run", "profile", "regime",
+    "shares", "spikes", "summarize", "t_interval", "welch_difference", "window", "windows",
 ]

@@ -15,7 +15,7 @@ import pandas as pd
 
 from gradlab.analysis.aggregate import LINEAR_METRICS, LOG_METRICS, summarize, window
 from gradlab.analysis.decay import DECAY_FLAGS, decay
-from gradlab.analysis.intervals import t_interval
+from gradlab.analysis.intervals import t_interval, welch_difference
 
 COMPARE_BY = ("model.kind", "model.iterations")
 METRICS = (*LOG_METRICS, *LINEAR_METRICS, "half_depth", "half_reached", *DECAY_FLAGS)
@@ -74,5 +74,38 @@ def compare(frame: pd.DataFrame, by: Sequence[str] = COMPARE_BY, quantity: str =
                                          "estimate": est, "ci_low": low, "ci_high": high, "runs": len(g)}
         if metrics is not None:
             row["miou"], row["miou_ci_low"], row["miou_ci_high"] = _group_ci(g["miou"], False, level)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def contrast(frame: pd.DataFrame, by: Sequence[str], *, key: str = "model.kind", levels: tuple = ("em", "hem"),
+             quantity: str = "grad/x", metric: str = "decades", fraction: float = 0.1,
+             metrics: pd.DataFrame | None = None, level: float = 0.95) -> pd.DataFrame:
+    """The effect of `key` going from levels[0] to levels[1] (HEM vs EM) at each setting of the other `by` keys:
+    per (setting, layer) the difference of the mean `metric` over runs, levels[1] − levels[0], with its Welch
+    interval (`difference`, `ci_low`, `ci_high`, runs of each side), and with `metrics` the same for the final
+    mIoU. A `model.step_size` axis pairs every HEM η with EM (whose η is always 1)."""
+    if metric not in METRICS or metric in LOG_METRICS:
+        raise ValueError(f"metric {metric!r}: a contrast is a difference of means of a linear metric "
+                         f"({', '.join(LINEAR_METRICS)}, half_depth or a flag share)")
+    others = [k for k in by if k not in (key, "model.step_size")]
+    beside = [k for k in by if k == "model.step_size"]  # the HEM side's own settings
+    runs = per_run(frame, [*others, *beside, key], quantity, "last", fraction)
+    if metrics is not None:
+        runs = runs.merge(final_metric(metrics).reset_index(), on="run", how="left")
+    base, other = runs[runs[key] == levels[0]], runs[runs[key] == levels[1]]
+    rows = []
+    for setting, b in other.groupby([*others, *beside, "layer"], observed=True, sort=True, dropna=False):
+        keys = dict(zip([*others, *beside, "layer"], setting))
+        a = base[np.logical_and.reduce([base[k].to_numpy() == keys[k] for k in [*others, "layer"]])] \
+            if others else base[base["layer"].to_numpy() == keys["layer"]]
+        if a.empty:
+            continue
+        diff, low, high = welch_difference(a[metric], b[metric], level)
+        row = keys | {"metric": metric, "difference": diff, "ci_low": low, "ci_high": high,
+                      f"runs {levels[0]}": len(a), f"runs {levels[1]}": len(b)}
+        if metrics is not None:
+            row["miou difference"], row["miou_ci_low"], row["miou_ci_high"] = welch_difference(
+                a["miou"], b["miou"], level)
         rows.append(row)
     return pd.DataFrame(rows)

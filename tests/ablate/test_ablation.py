@@ -27,6 +27,8 @@ def test_ablation_runs_every_trial_summarises_and_a_rerun_skips_them(tmp_path):
     assert len(table) == 4 and set(table["runs"]) == {1}
     assert table.loc[table["model.iterations"] == 1, "regimes"].str.startswith("one_step").all()
     assert (tmp_path / "summary.md").read_text().count("\n") == 6
+    contrast = (tmp_path / "contrast.md").read_text().splitlines()  # HEM − EM at T = 1 and T = 2
+    assert len(contrast) == 4 and "Welch 95% CI" in contrast[0] and contrast[2].startswith("| 1 | 1 + 1 |")
     assert (tmp_path / "ablation.png").stat().st_size > 0
     assert result.report is not None and result.report.is_file()
 

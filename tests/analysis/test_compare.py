@@ -55,3 +55,20 @@ def test_compare_on_real_runs_gives_one_row_per_kind(run_folder):
     c = compare(load_runs(run_folder), by=["model.kind"], metrics=load_metrics(run_folder))
     assert c["model.kind"].tolist() == ["em", "hem"] and (c["runs"] == 1).all()
     assert c["estimate"].notna().all() and c["miou"].between(0, 1).all()
+
+
+def test_contrast_gives_hem_minus_em_at_each_setting_with_a_welch_interval():
+    from gradlab.analysis import contrast, welch_difference
+
+    frame, metrics = ablation()
+    c = contrast(frame, by=["model.kind", "model.iterations"], metrics=metrics).set_index("model.iterations")
+    assert list(c.index) == [3, 6] and (c["runs em"] == 4).all() and (c["runs hem"] == 4).all()
+    for T in (3, 6):  # decades = (T − 1) log10 ρ on each side
+        expected = (T - 1) * (math.log10(RHO[("hem", T)]) - math.log10(RHO[("em", T)]))
+        assert c.loc[T, "difference"] == pytest.approx(expected, abs=0.05)
+        assert c.loc[T, "ci_low"] <= c.loc[T, "difference"] <= c.loc[T, "ci_high"]
+    assert c.loc[3, "miou difference"] == pytest.approx(0.1)
+    per_seed = compare(frame, by=["model.kind", "model.iterations"])  # the same runs, one number each
+    assert set(per_seed["model.kind"]) == {"em", "hem"}
+    assert welch_difference([0.5, 0.51, 0.52, 0.53], [0.6, 0.61, 0.62, 0.63])[1:] == pytest.approx(
+        (c.loc[3, "miou_ci_low"], c.loc[3, "miou_ci_high"]))
