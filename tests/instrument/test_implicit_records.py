@@ -79,8 +79,10 @@ def test_a_tiny_training_run_in_implicit_mode_completes(tmp_path):
 
 
 def test_implicit_with_grad_iterations_is_refused_naming_both():
-    from gradlab.models import model_from_config
+    """By the config before anything runs, and by the layer itself for code that builds one directly."""
+    from gradlab.layers import EMSpec
 
-    config = tiny_config("model.grad_mode=implicit", "model.grad_iterations=1")
+    with pytest.raises(ConfigError, match="grad_mode='implicit' needs model.grad_iterations='all'"):
+        tiny_config("model.grad_mode=implicit", "model.grad_iterations=1")
     with pytest.raises(ConfigError, match="grad_iterations=1.*grad_mode='implicit'"):
-        model_from_config(config.model, 3)
+        EMSpec("hem", bases=2, grad_iterations=1, grad_mode="implicit").layer(4)
