@@ -101,10 +101,11 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    from gradlab.records import INPUT_GRADIENT
     from gradlab.report import compare_runs, format_comparison
 
     with _warnings_on_stderr():
-        table = compare_runs(args.runs, by=args.by, quantity=args.quantity, metric=args.metric,
+        table = compare_runs(args.runs, by=args.by, quantity=args.quantity or INPUT_GRADIENT, metric=args.metric,
                              fraction=args.fraction)
     print(format_comparison(table, fraction=args.fraction))
     return 0
@@ -254,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("runs", nargs="+", type=in_path, metavar="RUN_DIR", help="run directories, or folders of them")
     cmp.add_argument("--by", action="append", default=[], metavar="KEY",
                      help="config key to group by, e.g. model.kind (repeatable; default: the keys that differ)")
-    cmp.add_argument("--quantity", default="grad/x", help="per-iteration gradient to compare (default grad/x)")
+    cmp.add_argument("--quantity", default=None, help="per-iteration gradient to compare (default: each "
+                     "layer's input gradient, grad/x of an EM layer or grad/in of a watched loop)")
     cmp.add_argument("--metric", default="decades", help="decay metric: decades, retention, rho, half_depth, ...")
     cmp.add_argument("--fraction", type=float, default=0.1, help="last fraction of each run's steps (default 0.1)")
     cmp.set_defaults(func=_compare)

@@ -48,8 +48,9 @@ SERIES_KEY = ["run", "rank", "step", "layer", "quantity"]
 STEP_KEY = ["run", "rank", "step", "layer"]
 LAYER_KEY = ["run", "rank", "layer"]
 
-#: `grad/*` norms recorded once per layer and step (MATH.md §6, §9); every other `grad/*` norm is per iteration
-PER_LAYER_GRADIENTS = ("grad/x_total", "grad/params", "grad/out", "grad/unit_em", "grad/unit_res", "grad/x_rest")
+#: the per-iteration gradient reaching a layer's input, by which its decay and regime are judged (MATH.md §7):
+#: ‖∂L/∂X^(t)‖ of an EM layer, ‖∂L/∂input_c‖ of call c of a watched loop (`watch(loops=...)`)
+INPUT_GRADIENT = ("grad/x", "grad/in")
 #: `grad/*` quantities that are not norms: the agreement cosines c_t and c_rest of MATH.md §9
 AGREEMENT = ("grad/x_cos",)
 

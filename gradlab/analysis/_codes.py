@@ -48,6 +48,16 @@ def status_codes(status: pd.Series, statuses: tuple[str, ...]) -> np.ndarray:
     return pd.Categorical(status, categories=list(statuses)).codes.astype(np.int8)
 
 
+def of_quantity(frame: pd.DataFrame, quantity: str | tuple[str, ...]) -> np.ndarray:
+    """Boolean mask of the rows of `quantity`: one name, or a tuple of names (e.g. records.INPUT_GRADIENT)."""
+    wanted = of_names(quantity)
+    return matching(frame["quantity"], lambda q: q in wanted)
+
+
+def of_names(quantity: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (quantity,) if isinstance(quantity, str) else tuple(quantity)
+
+
 def matching(column: pd.Series, predicate) -> np.ndarray:
     """Boolean mask of rows whose value satisfies `predicate(str)`, evaluated once per distinct value."""
     if isinstance(column.dtype, pd.CategoricalDtype):

@@ -13,15 +13,17 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from gradlab.analysis._codes import of_names, of_quantity
 from gradlab.analysis.aggregate import LINEAR_METRICS, LOG_METRICS, summarize, window
 from gradlab.analysis.decay import DECAY_FLAGS, decay
 from gradlab.analysis.intervals import t_interval, welch_difference
+from gradlab.records import INPUT_GRADIENT
 
 COMPARE_BY = ("model.kind", "model.iterations")
 METRICS = (*LOG_METRICS, *LINEAR_METRICS, "half_depth", "half_reached", *DECAY_FLAGS)
 
 
-def per_run(frame: pd.DataFrame, by: Sequence[str] = COMPARE_BY, quantity: str = "grad/x",
+def per_run(frame: pd.DataFrame, by: Sequence[str] = COMPARE_BY, quantity: str | tuple[str, ...] = INPUT_GRADIENT,
             window_name: str = "last", fraction: float = 0.1, how: str = "mean") -> pd.DataFrame:
     """One row per (run, layer): the decay metrics of `quantity` over the window, with the `by` columns.
 
@@ -32,7 +34,7 @@ def per_run(frame: pd.DataFrame, by: Sequence[str] = COMPARE_BY, quantity: str =
     if missing:
         raise KeyError(f"column(s) {', '.join(missing)} not in the frame: load the runs with "
                        "gradlab.analysis.load_runs (config columns are dotted keys such as model.kind)")
-    rows = frame[(frame["quantity"] == quantity).to_numpy()]
+    rows = frame[of_quantity(frame, quantity)]
     d = rows if "decades" in rows.columns else decay(rows)
     d = window(d, window_name, fraction)
     return summarize(d, by=["run", "layer", *by], how=how)
@@ -56,7 +58,7 @@ def _group_ci(values: pd.Series, log: bool, level: float) -> tuple[float, float,
     return estimate, low, high
 
 
-def compare(frame: pd.DataFrame, by: Sequence[str] = COMPARE_BY, quantity: str = "grad/x",
+def compare(frame: pd.DataFrame, by: Sequence[str] = COMPARE_BY, quantity: str | tuple[str, ...] = INPUT_GRADIENT,
             metric: str = "decades", window: str = "last", fraction: float = 0.1, how: str = "mean",
             metrics: pd.DataFrame | None = None, level: float = 0.95) -> pd.DataFrame:
     """One row per (`by` group, layer): `estimate` of `metric` (mean over runs), `ci_low`, `ci_high`, `runs`;
@@ -66,11 +68,13 @@ def compare(frame: pd.DataFrame, by: Sequence[str] = COMPARE_BY, quantity: str =
     runs = per_run(frame, by, quantity, window, fraction, how)
     if metrics is not None:
         runs = runs.merge(final_metric(metrics).reset_index(), on="run", how="left")
+    recorded = set(frame["quantity"].astype(str).unique())
+    named = ", ".join(q for q in of_names(quantity) if q in recorded)  # e.g. grad/x, without the absent grad/in
     groups = [*by, "layer"]
     rows = []
     for key, g in runs.groupby(groups, observed=True, sort=True, dropna=False):  # a run lacking a key stays
         est, low, high = _group_ci(g[metric], metric in LOG_METRICS, level)
-        row = dict(zip(groups, key)) | {"quantity": quantity, "metric": metric, "window": window,
+        row = dict(zip(groups, key)) | {"quantity": named, "metric": metric, "window": window,
                                          "estimate": est, "ci_low": low, "ci_high": high, "runs": len(g)}
         if metrics is not None:
             row["miou"], row["miou_ci_low"], row["miou_ci_high"] = _group_ci(g["miou"], False, level)
@@ -79,7 +83,7 @@ def compare(frame: pd.DataFrame, by: Sequence[str] = COMPARE_BY, quantity: str =
 
 
 def contrast(frame: pd.DataFrame, by: Sequence[str], *, key: str = "model.kind", levels: tuple = ("em", "hem"),
-             quantity: str = "grad/x", metric: str = "decades", fraction: float = 0.1,
+             quantity: str | tuple[str, ...] = INPUT_GRADIENT, metric: str = "decades", fraction: float = 0.1,
              metrics: pd.DataFrame | None = None, level: float = 0.95) -> pd.DataFrame:
     """The effect of `key` going from levels[0] to levels[1] (HEM vs EM) at each setting of the other `by` keys:
     per (setting, layer) the difference of the mean `metric` over runs, levels[1] − levels[0], with its Welch

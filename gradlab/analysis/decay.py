@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from gradlab.analysis import thresholds as th
-from gradlab.analysis._codes import group_ids, iteration_sets, matching, status_codes
-from gradlab.records import AGREEMENT, COLUMNS, PER_LAYER_GRADIENTS, SERIES_KEY, STATUSES
+from gradlab.analysis._codes import group_ids, iteration_sets, matching, of_quantity, status_codes
+from gradlab.records import AGREEMENT, COLUMNS, INPUT_GRADIENT, SERIES_KEY, STATUSES
 
 #: per-series flags of MATH.md §7 (True when any iteration shows it), the last of DECAY_COLUMNS
 DECAY_FLAGS = ("no_grad", "dead", "nonfinite", "vanishing", "exploding")
@@ -28,14 +28,10 @@ def is_gradient_norm(quantity: str) -> bool:
     return isinstance(quantity, str) and quantity.startswith("grad/") and quantity not in AGREEMENT
 
 
-def is_iteration_gradient(quantity: str) -> bool:
-    """`grad/*` norms recorded per iteration (grad/x, grad/z, grad/mu, custom taps); not grad/x_total."""
-    return is_gradient_norm(quantity) and quantity not in PER_LAYER_GRADIENTS
-
-
 def iteration_gradients(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows of per-iteration `grad/*` quantities with a non-null iteration."""
-    keep = matching(frame["quantity"], is_iteration_gradient) & frame["iteration"].notna().to_numpy()
+    """The rows of `grad/*` norms recorded per iteration (a non-null iteration: grad/x, grad/mu, grad/z, a loop's
+    grad/in and grad/out, custom taps); not the per-layer ones such as grad/x_total."""
+    keep = matching(frame["quantity"], is_gradient_norm) & frame["iteration"].notna().to_numpy()
     return frame[keep]
 
 
@@ -149,12 +145,12 @@ def _half_depth(values, ok, last, i_last, T) -> np.ndarray:
     return np.where(col >= 0, T - col, np.nan)
 
 
-def shares(frame: pd.DataFrame, quantity: str = "grad/x") -> pd.DataFrame:
+def shares(frame: pd.DataFrame, quantity: str | tuple[str, ...] = INPUT_GRADIENT) -> pd.DataFrame:
     """s_t = g_t / Σ_t g_t per (run, rank, step, layer): which iteration the backbone's gradient enters through.
 
     Rows with status no_grad / unused / nonfinite keep a NaN share (never a zero); the sum is over ok rows.
     """
-    rows = frame[matching(frame["quantity"], lambda q: q == quantity) & frame["iteration"].notna().to_numpy()]
+    rows = frame[of_quantity(frame, quantity) & frame["iteration"].notna().to_numpy()]
     gid, _ = group_ids(rows, ["run", "rank", "step", "layer"])
     ok = (rows["status"] == "ok").to_numpy() & rows["value"].notna().to_numpy()
     value = np.where(ok, rows["value"].to_numpy(dtype=np.float64), 0.0)
@@ -166,13 +162,13 @@ def shares(frame: pd.DataFrame, quantity: str = "grad/x") -> pd.DataFrame:
     return out
 
 
-def profile(frame: pd.DataFrame, quantity: str = "grad/x", how: str = "mean") -> pd.DataFrame:
+def profile(frame: pd.DataFrame, quantity: str | tuple[str, ...] = INPUT_GRADIENT, how: str = "mean") -> pd.DataFrame:
     """The decay curve: per (run, rank, layer, iteration t), g_t / g_last aggregated over the frame's steps.
 
     `decades` is the mean (or median) over steps of log10(g_t / g_last), `ratio` = 10**decades (a geometric
     mean), `depth` d = T − t. Only ok rows count; an exact 0 gives −inf decades.
     """
-    rows = frame[matching(frame["quantity"], lambda q: q == quantity) & (frame["status"] == "ok").to_numpy()
+    rows = frame[of_quantity(frame, quantity) & (frame["status"] == "ok").to_numpy()
                  & frame["iteration"].notna().to_numpy()]
     gid, first = group_ids(rows, ["run", "rank", "step", "layer"])
     it = rows["iteration"].to_numpy(dtype=np.int64)

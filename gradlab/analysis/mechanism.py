@@ -2,6 +2,8 @@
 
 Per (run, rank, step, layer), from the recorded norms:
 - `gain`          G = ‖∂L/∂X‖ / ‖∂L/∂X̃‖ (grad/x_total / grad/out): the layer's backward gain as a whole
+- `call_gain`     of a watched loop (`watch(loops=...)`): the geometric mean over its calls c of the per-call gain
+                  ‖∂L/∂input_c‖ / ‖∂L/∂output_c‖ (grad/in / grad/out at iteration c); NaN for the EM layers
 - `branch_share`  s_EM = ‖∂L/∂u|_EM‖ / (‖∂L/∂u|_EM‖ + ‖∂L/∂u|_res‖) in the EMA unit
 - `e_gain`        mean over iterations of e_t = (1/τ) mean_n (1 − Σ_k z_nk²)
 - `c_rest`        cos(Σ_{t<T} g_t, g_T); `r_rest` = ‖Σ_{t<T} g_t‖ / ‖g_T‖ (g_t = ∂L/∂X^(t))
@@ -27,7 +29,7 @@ from gradlab.records import LAYER_KEY, STEP_KEY
 
 PER_LAYER = ("grad/x_total", "grad/out", "grad/unit_em", "grad/unit_res", "grad/x_rest", "grad/x_cos")
 #: the window's numbers that `regime` reports with each verdict
-MECHANISM_COLUMNS = ["gain", "branch_share", "e_gain", "c_rest", "r_rest", "turn", "grad_params", "sigma",
+MECHANISM_COLUMNS = ["gain", "call_gain", "branch_share", "e_gain", "c_rest", "r_rest", "turn", "grad_params", "sigma",
                      "sigma_em", "predicted", "measured", "alignment"]
 #: at least this many Jacobian steps enter the window of σ_t (they are sparser than the recorded steps)
 MIN_JACOBIAN_STEPS = 3
@@ -48,7 +50,11 @@ def _wide(rows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 def step_mechanism(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (run, rank, step, layer) with an EM layer's per-step mechanism numbers (module docstring)."""
-    wide = _wide(_ok(frame, PER_LAYER), ["quantity"]).reindex(columns=list(PER_LAYER))
+    per_layer = _ok(frame, PER_LAYER)
+    wide = _wide(per_layer[per_layer["iteration"].isna().to_numpy()], ["quantity"]).reindex(columns=list(PER_LAYER))
+    calls = call_gain(frame)
+    if len(calls):  # a watched loop has no per-layer rows: its steps come from its calls
+        wide = wide.reindex(wide.index.union(calls.index))
     out = pd.DataFrame(index=wide.index)
     with np.errstate(divide="ignore", invalid="ignore"):
         out["gain"] = wide["grad/x_total"] / wide["grad/out"]
@@ -56,11 +62,24 @@ def step_mechanism(frame: pd.DataFrame) -> pd.DataFrame:
         out["c_rest"] = wide["grad/x_cos"]
         out["r_rest"] = wide["grad/x_rest"] / _last_iteration(frame, "grad/x").reindex(out.index)
         out["turn"] = turn_angle(out["c_rest"], out["r_rest"])
+    out["call_gain"] = calls.reindex(out.index)
     out["e_gain"] = _ok(frame, ("e_gain",)).groupby(STEP_KEY)["value"].mean().reindex(out.index)
     params = _ok(frame, ("grad/params",)).assign(sq=lambda f: f["value"] ** 2)
     total = np.sqrt(params.groupby(["run", "rank", "step"])["sq"].sum())
     out["grad_params"] = total.reindex(out.index.droplevel("layer")).to_numpy()
     return out.reset_index()
+
+
+def call_gain(frame: pd.DataFrame) -> pd.Series:
+    """Per STEP_KEY of a watched loop: the geometric mean over calls c of grad/in_c / grad/out_c."""
+    rows = _ok(frame, ("grad/in", "grad/out")).dropna(subset=["iteration"])
+    if rows["quantity"].nunique() < 2:
+        return pd.Series(dtype=float, index=_wide(rows.iloc[:0], ["quantity"]).index)
+    wide = _wide(rows, ["quantity", "iteration"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_gain = np.log10(wide["grad/in"]) - np.log10(wide["grad/out"])
+    log_gain = log_gain.replace([np.inf, -np.inf], np.nan)
+    return 10.0 ** log_gain.mean(axis=1)
 
 
 def turn_angle(c_rest, r_rest):
@@ -111,7 +130,7 @@ def mechanism(frame: pd.DataFrame, fraction: float = 0.1) -> pd.DataFrame:
     """One row per (run, rank, layer): MECHANISM_COLUMNS over the last `fraction` of steps (medians; σ_t over
     the last `fraction` of the Jacobian steps, at least MIN_JACOBIAN_STEPS of them)."""
     steps = window(step_mechanism(frame), "last", fraction)
-    per_step = ["gain", "branch_share", "e_gain", "c_rest", "r_rest", "turn", "grad_params"]
+    per_step = ["gain", "call_gain", "branch_share", "e_gain", "c_rest", "r_rest", "turn", "grad_params"]
     agg = steps.groupby(LAYER_KEY)[per_step].median()
     jac = jacobian_mechanism(frame)
     if len(jac):

@@ -1,4 +1,5 @@
-"""Which regime each run's EM layer is in over the last part of training, and why, in one sentence.
+"""Which regime each run's unrolled layers (EM layers, watched loops) are in over the last part of training, and
+why, in one sentence.
 
 The per-step evidence (decay of `grad/x`, collapse, saturation, statuses) is read over a window of the last
 steps; a regime holds when at least REGIME_MAJORITY of the window's steps show it. The first that holds wins:
@@ -23,13 +24,13 @@ import numpy as np
 import pandas as pd
 
 from gradlab.analysis import thresholds as th
-from gradlab.analysis._codes import matching, ranges
+from gradlab.analysis._codes import of_quantity, ranges
 from gradlab.analysis.aggregate import window
 from gradlab.analysis.decay import decay, profile
 from gradlab.analysis.flags import diagnostics
 from gradlab.analysis.mechanism import mechanism
 from gradlab.analysis.wording import iterations, signed
-from gradlab.records import LAYER_KEY, STEP_KEY
+from gradlab.records import INPUT_GRADIENT, LAYER_KEY, STEP_KEY
 
 REGIMES = ("nonfinite", "no_grad", "dead", "collapse", "saturation", "one_step", "exploding", "vanishing",
            "misdirected", "attenuated", "healthy")
@@ -43,9 +44,11 @@ def regimes_showing(flag: str) -> set[str]:
     return set(_REGIMES_OF_FLAG.get(flag, (flag,)))
 
 
-def step_evidence(frame: pd.DataFrame, quantity: str = "grad/x", bases: int | None = None) -> pd.DataFrame:
-    """Per (run, rank, step, layer): the decay of `quantity`, the diagnostics and the per-step regime booleans."""
-    d = decay(frame[matching(frame["quantity"], lambda q: q == quantity)])
+def step_evidence(frame: pd.DataFrame, quantity: str | tuple[str, ...] = INPUT_GRADIENT,
+                  bases: int | None = None) -> pd.DataFrame:
+    """Per (run, rank, step, layer): the decay of `quantity` (default each layer's input gradient: grad/x of an
+    EM layer, grad/in of a watched loop), the diagnostics and the per-step regime booleans."""
+    d = decay(frame[of_quantity(frame, quantity)])
     d = d[[*STEP_KEY, "T", "iterations", "last", "decades", "rho", "no_grad_iterations", "nonfinite"]]
     diag = diagnostics(frame, bases)[[*STEP_KEY, "similarity", "entropy_ratio"]]
     steps = d.astype({c: object for c in ("run", "layer")}).merge(
@@ -67,7 +70,7 @@ def onset(steps: pd.DataFrame, flag: str) -> pd.Series:
     return on.groupby(LAYER_KEY)["step"].min().rename(f"{flag}_onset")
 
 
-def regime(frame: pd.DataFrame, quantity: str = "grad/x", fraction: float = 0.1,
+def regime(frame: pd.DataFrame, quantity: str | tuple[str, ...] = INPUT_GRADIENT, fraction: float = 0.1,
            bases: int | None = None) -> pd.DataFrame:
     """One row per (run, rank, layer): `regime` (one of REGIMES) and `reason` (a sentence for the report), with
     the window's numbers: `steps`, `from_step`, `to_step`, `decades` (mean), `rho` (geometric mean),
@@ -93,7 +96,7 @@ def regime(frame: pd.DataFrame, quantity: str = "grad/x", fraction: float = 0.1,
     return agg
 
 
-def _near_zero_iterations(frame: pd.DataFrame, last: pd.DataFrame, quantity: str) -> dict[tuple, str]:
+def _near_zero_iterations(frame: pd.DataFrame, last: pd.DataFrame, quantity) -> dict[tuple, str]:
     """Iterations whose geometric-mean g_t / g_last over the window is below VANISHING_RETENTION."""
     chosen = pd.MultiIndex.from_frame(last[["run", "step"]])
     rows = frame[pd.MultiIndex.from_frame(frame[["run", "step"]].astype({"run": object})).isin(chosen)]
@@ -110,7 +113,7 @@ def _verdict(r) -> tuple[str, str]:
         return "nonfinite", f"non-finite gradient norms at {r.share_nonfinite:.0%} of steps {r.from_step}–{r.to_step}"
     if r.share_no_grad >= majority:
         return "no_grad", (f"no gradient reaches any iteration (status no_grad/unused at "
-                           f"{iterations(r.no_grad_iterations)}): the layer's input gets none through the EM loop")
+                           f"{iterations(r.no_grad_iterations)}): the layer's input gets none through the loop")
     if r.share_dead >= majority:
         return "dead", (f"the gradient reaching the layer is exactly 0 (or underflowed) at every iteration at "
                         f"{r.share_dead:.0%} of steps {r.from_step}–{r.to_step}: nothing downstream passes gradient "
@@ -156,7 +159,8 @@ def _diagnostics_text(r) -> str:
 
     parts = [text.format(fmt(value) if fmt else value) for text, value, fmt in [
         ("similarity {:.2f}", r.similarity, None), ("entropy {:.2f} ln K", r.entropy_ratio, None),
-        ("gain G {:.2g}", r.gain, None), ("EM-branch share {:.2f}", r.branch_share, None),
+        ("gain G {:.2g}", r.gain, None), ("per-call gain {:.2g} (geometric mean)", r.call_gain, None),
+        ("EM-branch share {:.2f}", r.branch_share, None),
         ("e_gain {:.2g}", r.e_gain, None), ("c_rest {}", r.c_rest, two), ("r_rest {:.2g}", r.r_rest, None),
         ("turn {:.0f}°", r.turn, None), ("‖∂L/∂θ‖ {:.2g}", r.grad_params, None),
         ("σ_t {:.2g} (geometric mean)", r.sigma, None),

@@ -16,6 +16,7 @@ import math
 import time
 import weakref
 from collections import defaultdict
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from gradlab.errors import RecordsError
 from gradlab.instrument.diagnostics import forward_diagnostics
 from gradlab.instrument.groups import GroupSpec, group_grad_norms, resolve_groups
 from gradlab.instrument.jacobian import JACOBIAN_EVERY, JACOBIAN_IMAGES, state_jacobian_norms
+from gradlab.instrument.loops import Loops
 from gradlab.instrument.norms import cosine, l2_norm
 from gradlab.instrument.schedules import Schedule, as_schedule
 from gradlab.parallel import current_rank, unwrap
@@ -57,6 +59,7 @@ class Recorder:
         append: bool = False,
         jacobian_every: int = JACOBIAN_EVERY,
         jacobian_images: int = JACOBIAN_IMAGES,
+        loops: str | Sequence[str | nn.Module] | None = None,
     ):
         require(is_int(flush_every), "flush_every", flush_every, "an integer >= 1 (recorded steps per Parquet part)")
         require(is_int(jacobian_every, 0), "jacobian_every", jacobian_every,
@@ -82,11 +85,23 @@ class Recorder:
         self._user_tracing = {layer: layer.tracing for layer in self.layers}
         #: layers in grad_mode "implicit": their adjoint solve is recorded (implicit/iterations, implicit/residual)
         self._implicit = [layer for layer in self.layers if getattr(layer, "grad_mode", None) == "implicit"]
+        self._recording = False
+        self._loops = Loops(self, model, loops)  # checks its entries before it attaches a hook
         self._handles = [layer.register_forward_hook(self._on_forward) for layer in self.layers]
         self._reset_pending()
-        self._closed, self._recording = False, False
+        self._closed = False
         _WATCHED.update([model, *self.layers])
         self._open(start_step)
+
+    @property
+    def loops(self) -> list[str]:
+        """The paths of the watched loops (`loops=`; with "auto", what the first recorded forward found)."""
+        return list(self._loops.paths)
+
+    @property
+    def recording(self) -> bool:
+        """True while the open step is recorded (the schedule chose it, on a recording rank)."""
+        return self._recording
 
     # -- the TapSink protocol -------------------------------------------------------------------------
     def owns(self, module: nn.Module | None) -> bool:
@@ -267,6 +282,7 @@ class Recorder:
         tap_module._deactivate(self)
         for handle in self._handles:
             handle.remove()
+        self._loops.remove()
         for layer, tracing in self._user_tracing.items():
             layer.tracing = tracing
         _WATCHED.difference_update([self.model, *self.layers])

@@ -67,6 +67,8 @@ QUANTITY_LABELS = {
     "grad/x": r"$\|\partial L/\partial X^{(t)}\|_F$",
     "grad/mu": r"$\|\partial L/\partial \mu^{(t)}\|_F$",
     "grad/z": r"$\|\partial L/\partial Z^{(t)}\|_F$",
+    "grad/in": r"$\|\partial L/\partial \mathrm{input}_c\|_F$ (call $c$)",
+    "grad/out": r"$\|\partial L/\partial \mathrm{output}_c\|_F$ (call $c$)",
     "loglik": r"objective $\ell(\mu^{(t)})$",
     "entropy": r"entropy of $Z^{(t)}$ (nats)",
     "shift": r"$\|\mu^{(t)} - \mu^{(t-1)}\|_F\ /\ B$",

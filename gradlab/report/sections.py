@@ -25,6 +25,7 @@ from gradlab.plots import (
     step_iteration_heatmap,
     training_curves,
 )
+from gradlab.records import INPUT_GRADIENT
 from gradlab.report import tables as fmt
 from gradlab.report.render import Image, Section, Table, Text, table_from
 from gradlab.report.tables import RunInfo, comparison_rows, config_keys, differing_keys
@@ -37,11 +38,11 @@ KEY_SETTINGS = ("model.kind", "model.iterations", "model.step_size", "model.base
 
 def summary_section(regimes: pd.DataFrame, *, runs: list[RunInfo], configs: pd.DataFrame, decay: pd.DataFrame,
                     scores: pd.DataFrame, flag_table: pd.DataFrame, fraction: float) -> Section:
-    """One row per run and EM layer: what it is, its regime, the flags raised at any step, the decay of grad/x
-    and its final scores."""
+    """One row per run and unrolled layer (EM layer or watched loop): what it is, its regime, the flags raised at
+    any step, the decay of its input gradient (grad/x, or a loop's grad/in) and its final scores."""
     config = configs.set_index("run")
     raised = _flags_in_short(flag_table)
-    grad_x = decay[decay["quantity"] == "grad/x"].set_index(["run", "layer"])
+    grad_x = decay[decay["quantity"].isin(INPUT_GRADIENT)].set_index(["run", "layer"])
     score = scores.set_index("run")
     info = {r.name: r for r in runs}
     rows = []
@@ -54,7 +55,7 @@ def summary_section(regimes: pd.DataFrame, *, runs: list[RunInfo], configs: pd.D
                      fmt.factor(x["rho"]) if x is not None else fmt.MISSING,
                      fmt.score(score.at[r.run, "miou"]), fmt.score(score.at[r.run, "pixel_acc"])])
     columns = ["run", "layer", "status", "kind", "T", "η", "regime", "flags (steps)",
-               f"decades (grad/x, last {fraction:.0%})", "ρ (grad/x)", "val mIoU", "pixel acc."]
+               f"decades (input gradient, last {fraction:.0%})", "ρ (input gradient)", "val mIoU", "pixel acc."]
     return Section("summary", "Summary", [Table(columns, rows, badge="regime")])
 
 
@@ -272,11 +273,12 @@ def figure_specs(records: pd.DataFrame, *, decay_frame: pd.DataFrame, metrics: p
                  hue: str) -> tuple[list[FigureSpec], list[str]]:
     """The figures the data allows, and a note for each one it does not."""
     specs, missing = [], []
-    grad_x = iteration_gradients(records[(records["quantity"] == "grad/x").to_numpy()])
-    if len(grad_x):
-        specs += _gradient_specs(records, decay_frame=decay_frame, hue=hue)
-    else:
-        missing.append("no grad/x records: the decay curves, the heatmap and retention over training are left out")
+    for quantity in INPUT_GRADIENT:
+        if len(iteration_gradients(records[(records["quantity"] == quantity).to_numpy()])):
+            specs += _gradient_specs(records, quantity, decay_frame=decay_frame, hue=hue)
+    if not specs:
+        missing.append("no grad/x or grad/in records: the decay curves, the heatmap and retention over training "
+                       "are left out")
     if (records["quantity"] == "jac/sigma_max").any():
         specs.append(FigureSpec(
             "jacobians", "Where the gradient goes: σ_t and ρ_t",
@@ -304,27 +306,36 @@ def figure_specs(records: pd.DataFrame, *, decay_frame: pd.DataFrame, metrics: p
     return specs, missing
 
 
-def _gradient_specs(records: pd.DataFrame, *, decay_frame: pd.DataFrame, hue: str) -> list[FigureSpec]:
+#: per input gradient: (figure-name suffix, what its norm is, where its title says it enters)
+_INPUT_FIGURES = {
+    "grad/x": ("", "‖∂L/∂X^(t)‖, the gradient the backbone receives through iteration t", ""),
+    "grad/in": ("_loops", "‖∂L/∂input_c‖, the gradient that reaches the input of call c of a watched loop "
+                "(gradlab.watch(loops=...))", " (watched loops)"),
+}
+
+
+def _gradient_specs(records: pd.DataFrame, quantity: str, *, decay_frame: pd.DataFrame,
+                    hue: str) -> list[FigureSpec]:
     vanishing, exploding = (f"{math.log10(r):+g}".replace("-", "−")
                             for r in (th.VANISHING_RETENTION, th.EXPLODING_RETENTION))
+    suffix, norm, where = _INPUT_FIGURES[quantity]
     return [
         FigureSpec(
-            "decay_curves", "Gradient reaching each iteration",
-            "‖∂L/∂X^(t)‖, the gradient the backbone receives through iteration t, on a log axis: the median over "
-            "all recorded steps (line) and the central 95% of steps (band). The gradient enters at the last "
-            "iteration T and travels back toward t = 1, so a line that falls to the left is decay. ▼ marks an "
-            "exact zero, ✖ an iteration with no gradient (no_grad).",
-            lambda: decay_curves(records, quantity="grad/x", hue=hue)),
+            f"decay_curves{suffix}", f"Gradient reaching each iteration{where}",
+            f"{norm}, on a log axis: the median over all recorded steps (line) and the central 95% of steps "
+            "(band). The gradient enters at the last iteration T and travels back toward t = 1, so a line that "
+            "falls to the left is decay. ▼ marks an exact zero, ✖ an iteration with no gradient (no_grad).",
+            lambda: decay_curves(records, quantity=quantity, hue=hue)),
         FigureSpec(
-            "heatmap", "Step × iteration heatmap",
+            f"heatmap{suffix}", f"Step × iteration heatmap{where}",
             "The same norm at every recorded step (rows) and iteration (columns) on one log colour scale: when in "
             "training and at which iteration the gradient fades. Black: exact zero; hatched grey: no gradient.",
-            lambda: step_iteration_heatmap(records, quantity="grad/x")),
+            lambda: step_iteration_heatmap(records, quantity=quantity)),
         FigureSpec(
-            "retention", "Retention over training",
-            "Decades of decay log10 R, R = g_first / g_last of grad/x, at every recorded step. The dashed lines at "
-            f"{vanishing} and {exploding} decades are the vanishing and exploding thresholds.",
-            lambda: retention_over_training(decay_frame, quantity="grad/x", hue=hue)),
+            f"retention{suffix}", f"Retention over training{where}",
+            f"Decades of decay log10 R, R = g_first / g_last of {quantity}, at every recorded step. The dashed lines "
+            f"at {vanishing} and {exploding} decades are the vanishing and exploding thresholds.",
+            lambda: retention_over_training(decay_frame, quantity=quantity, hue=hue)),
     ]
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from gradlab.analysis import compare, final_metric, load_configs, load_metrics, load_runs, regime, summarize, window
-from gradlab.analysis._codes import ranges
+from gradlab.analysis._codes import of_names, of_quantity, ranges
 from gradlab.analysis.compare import METRICS
 from gradlab.analysis.decay import iteration_gradients
 from gradlab.analysis.intervals import INTERVAL_METHOD
@@ -26,7 +26,7 @@ from gradlab.analysis.load import run_dirs
 from gradlab.analysis.regime import regimes_showing
 from gradlab.analysis.wording import iterations, signed
 from gradlab.errors import ConfigError, RecordsError
-from gradlab.records import NO_GRAD_STATUSES
+from gradlab.records import INPUT_GRADIENT, NO_GRAD_STATUSES
 
 MISSING = "n/a"
 #: a config key a run's config.toml lacks (written by another gradlab version, or edited): the run is kept
@@ -275,19 +275,20 @@ def hue_column(configs: pd.DataFrame) -> str:
     return keys[0] if len(keys) == 1 else "run"
 
 
-def comparison_table(records: pd.DataFrame, *, metrics: pd.DataFrame, by: Sequence[str], quantity: str = "grad/x",
+def comparison_table(records: pd.DataFrame, *, metrics: pd.DataFrame, by: Sequence[str],
+                     quantity: str | tuple[str, ...] = INPUT_GRADIENT,
                      metric: str = "decades", fraction: float = 0.1) -> pd.DataFrame:
     """gradlab.analysis.compare over the runs' last `fraction` of steps, with each group's final mIoU;
     empty when no run recorded `quantity`."""
-    rows = records[(records["quantity"] == quantity).to_numpy()]
-    if iteration_gradients(rows).empty:
+    if iteration_gradients(records[of_quantity(records, quantity)]).empty:
         return pd.DataFrame()
     return compare(records, by=list(by), quantity=quantity, metric=metric, fraction=fraction,
                    metrics=metrics if len(metrics) else None)
 
 
 def compare_runs(paths: str | os.PathLike | Iterable[str | os.PathLike], *, by: Sequence[str] | None = None,
-                 quantity: str = "grad/x", metric: str = "decades", fraction: float = 0.1) -> pd.DataFrame:
+                 quantity: str | tuple[str, ...] = INPUT_GRADIENT, metric: str = "decades",
+                 fraction: float = 0.1) -> pd.DataFrame:
     """Load the runs and compare them by `by` (default: comparison_keys). Bad keys, quantities or metrics raise
     a GradlabError that lists the valid ones (the CLI prints it on one line)."""
     dirs = run_dirs(paths)
@@ -303,8 +304,9 @@ def compare_runs(paths: str | os.PathLike | Iterable[str | os.PathLike], *, by: 
         raise ConfigError(f"--fraction {fraction} is out of range: allowed (0, 1] (the last part of each run)")
     records = load_runs(dirs, config=by, missing="skip")
     available = sorted(map(str, iteration_gradients(records)["quantity"].unique()))
-    if quantity not in available:
-        raise RecordsError(f"no run recorded quantity {quantity!r}; recorded per-iteration gradients: "
+    if not set(of_names(quantity)) & set(available):
+        raise RecordsError(f"no run recorded quantity {' or '.join(of_names(quantity))}; recorded per-iteration "
+                           "gradients: "
                            f"{', '.join(available) or 'none'}")
     metrics = load_metrics(dirs, config=by, missing="skip")
     return comparison_table(records, metrics=metrics, by=by, quantity=quantity, metric=metric, fraction=fraction)

@@ -182,7 +182,7 @@ def test_a_run_without_an_em_layer_is_reported_as_such(runs, tmp_path):
         paths = build_report([run], tmp_path / "out", dpi=DPI)
     root = parse_html(paths.html)
     assert "run baseline has no EM layer (model.kind = none)" in text_of(section(root, "missing"))
-    assert "no grad/x records: the decay curves" in text_of(section(root, "figures"))
+    assert "no grad/x or grad/in records: the decay curves" in text_of(section(root, "figures"))
     header, rows = table_rows(section(root, "diagnosis"))
     assert column(header, rows, "regime") == ["none"]
     assert [img.get("alt") for img in root.findall(".//img")] == ["Training curves"]

@@ -1,0 +1,178 @@
+"""Record any unrolled module without touching its code: every call of a reused submodule is one iteration.
+
+    with gradlab.watch(model, loops=["encoder.slot_attention.gru"]) as rec: ...   # or loops="auto"
+
+Call c = 1..n of a watched module within one forward of the watched model is iteration c of a layer named by its
+path (the count restarts at each forward of the model: a forward pre-hook on the root). Per call, through the
+recorder's taps (its schedule, statuses, norms, one host sync per step):
+
+- `grad/out`  ‖∂L/∂output_c‖: the call's tensor outputs (all of a tuple's tensors as one norm);
+- `grad/in`   ‖∂L/∂input_c‖ of the call's first tensor argument, measured on an alias made for that call (an
+              identity view), so it is the gradient that flows through call c even when every call gets the same
+              tensor.
+
+A `ModuleList` (or `ModuleDict`) entry stands for its members, untied iterations of one loop: the calls of all of
+them are numbered in order (an unrolled network with per-iteration weights, the EM layers' `iterations`).
+
+`loops="auto"`: the first recorded forward counts the calls of every submodule that holds parameters and watches
+the innermost ones called more than once (not their containers); from the next forward on they are recorded.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from gradlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gradlab.instrument.recorder import Recorder
+
+AUTO = "auto"
+
+
+class Loops:
+    """The watched loops of one recorder and their hooks (all removed by `remove`)."""
+
+    def __init__(self, recorder: Recorder, model: nn.Module, spec):
+        self.recorder, self.model = recorder, model
+        self.auto = isinstance(spec, str) and spec == AUTO
+        self.paths: list[str] = []  # what is watched, as module paths (rec.loops)
+        self._layer: dict[nn.Module, nn.Module] = {}  # called module → the loop (itself or its ModuleList)
+        self._handles: list = []
+        self._calls: dict[nn.Module, int] = defaultdict(int)
+        self._active = False  # this forward of the root is recorded (recording, grad enabled)
+        self._counting = self.auto
+        loops = [] if self.auto else resolve(model, spec)  # every check before the first hook
+        for loop in loops:
+            self._watch(loop)
+        if self.auto or loops:
+            self._handles.append(model.register_forward_pre_hook(self._on_root))
+
+    # -- which modules ---------------------------------------------------------------------------------------
+    def _watch(self, loop: nn.Module) -> None:
+        for module in members(loop):
+            self._layer[module] = loop
+            self._handles.append(module.register_forward_pre_hook(self._before_call, with_kwargs=True))
+            self._handles.append(module.register_forward_hook(self._after_call))
+        self.paths.append(self.recorder.names[loop])
+
+    def _on_root(self, model, args) -> None:
+        self._active = self.recorder.recording and torch.is_grad_enabled()
+        self._calls.clear()
+        if self._active and self._counting:
+            self._discover()
+
+    def _discover(self) -> None:
+        """Count one forward's calls of every parameterised submodule, then watch the repeated innermost ones."""
+        counted = [m for m in self.model.modules() if m is not self.model and next(m.parameters(), None) is not None]
+        counts: dict[nn.Module, int] = defaultdict(int)
+
+        def count(module, args):
+            counts[module] += 1
+
+        hooks = [m.register_forward_pre_hook(count) for m in counted]
+
+        def found(model, args, output):
+            for hook in hooks:
+                hook.remove()
+            done.remove()
+            self._counting = False
+            repeated = {m for m in counted if counts[m] >= 2}
+            for module in [m for m in counted if m in repeated and not _contains_any(m, repeated)]:
+                self._watch(module)
+            if not self.paths:
+                warnings.warn("gradlab.watch(loops='auto'): no submodule with parameters was called more than "
+                              "once in a forward of the model, so no loop is recorded", stacklevel=2)
+
+        done = self.model.register_forward_hook(found)
+        self._handles += [done, *hooks]  # removed by `remove` too, should the forward never end
+
+    # -- per call: device work only ----------------------------------------------------------------------------
+    def _before_call(self, module, args, kwargs):
+        if not self._active:
+            return None
+        loop = self._layer[module]
+        self._calls[loop] += 1
+        c = self._calls[loop]
+        for i, a in enumerate(args):
+            if isinstance(a, torch.Tensor):
+                return (*args[:i], self._tap_input(a, loop, c), *args[i + 1:]), kwargs
+        for k, a in kwargs.items():
+            if isinstance(a, torch.Tensor):
+                return args, {**kwargs, k: self._tap_input(a, loop, c)}
+        return None
+
+    def _tap_input(self, tensor: torch.Tensor, loop: nn.Module, c: int) -> torch.Tensor:
+        alias = tensor.view_as(tensor) if tensor.requires_grad else tensor  # the gradient through call c alone
+        return self.recorder.tap(alias, "grad/in", c, loop, False)
+
+    def _after_call(self, module, args, output) -> None:
+        if not self._active:
+            return
+        loop = self._layer[module]
+        outputs = output if isinstance(output, (tuple, list)) else (output,)
+        for tensor in outputs:  # several tensors: their norms add in quadrature under one key
+            if isinstance(tensor, torch.Tensor):
+                self.recorder.tap(tensor, "grad/out", self._calls[loop], loop, False)
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._active = False
+
+
+def resolve(model: nn.Module, spec) -> list[nn.Module]:
+    """The modules that `loops=` names: paths as in `model.named_modules()` or module objects of the model."""
+    if spec is None:
+        return []
+    if isinstance(spec, (str, nn.Module)):
+        spec = [spec]
+    try:
+        entries = list(spec)
+    except TypeError:
+        raise ConfigError(f"loops={spec!r}: expected 'auto' or a list of module paths or modules") from None
+    by_name = dict(model.named_modules())
+    path = {m: name for name, m in by_name.items()}
+    modules: list[nn.Module] = []
+    for entry in entries:
+        if isinstance(entry, nn.Module):
+            if entry not in path:
+                raise ConfigError(f"loops: the module {type(entry).__name__} is not part of the watched model")
+            module = entry
+        elif isinstance(entry, str) and entry in by_name:
+            module = by_name[entry]
+        else:
+            raise ConfigError(f"loops: {entry!r} is not a submodule of the model; {_suggest(entry, by_name)}")
+        if module is model:
+            raise ConfigError("loops: the watched model itself cannot be a loop (its forward restarts the count)")
+        taken = [m for m in members(module) if any(m in members(other) for other in modules)]
+        if taken:
+            raise ConfigError(f"loops: {path[taken[0]]!r} is listed twice (itself, or as a member of a listed "
+                              "ModuleList)")
+        modules.append(module)
+    return modules
+
+
+def members(loop: nn.Module) -> list[nn.Module]:
+    """The modules whose calls are the iterations of `loop`: its members for a ModuleList/ModuleDict, else itself."""
+    return list(loop.children()) if isinstance(loop, (nn.ModuleList, nn.ModuleDict)) else [loop]
+
+
+def _suggest(entry, by_name: dict[str, nn.Module]) -> str:
+    import difflib
+
+    names = [n for n in by_name if n]
+    close = difflib.get_close_matches(str(entry), names, n=3) if isinstance(entry, str) else []
+    if close:
+        return "did you mean " + " or ".join(repr(n) for n in close) + "?"
+    return "paths are those of model.named_modules(), e.g. " + ", ".join(repr(n) for n in names[:4])
+
+
+def _contains_any(module: nn.Module, modules: set[nn.Module]) -> bool:
+    return any(m in modules for m in module.modules() if m is not module)
