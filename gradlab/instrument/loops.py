@@ -52,6 +52,7 @@ class Loops:
             self._watch(loop)
         if self.auto or loops:
             self._handles.append(model.register_forward_pre_hook(self._on_root))
+            self._handles.append(model.register_forward_hook(self._after_root))
 
     # -- which modules ---------------------------------------------------------------------------------------
     def _watch(self, loop: nn.Module) -> None:
@@ -66,6 +67,9 @@ class Loops:
         self._calls.clear()
         if self._active and self._counting:
             self._discover()
+
+    def _after_root(self, model, args, output) -> None:
+        self._active = False  # a call of a loop outside a forward of the model is not an iteration
 
     def _discover(self) -> None:
         """Count one forward's calls of every parameterised submodule, then watch the repeated innermost ones."""

@@ -1,0 +1,264 @@
+"""watch(loops=...): every call of a reused submodule is one iteration (gradlab/instrument/loops.py).
+
+The per-call norms are checked against references that alias each call's input by hand and take
+`torch.autograd.grad`; the worked examples (slot attention, RNN cells, LISTA, the EM layers) are in
+test_loop_examples.py.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import gradlab
+from gradlab.errors import ConfigError
+
+
+class Repeat(nn.Module):
+    """z ← step(x, z) T times with the same x at every call (the pattern of an unrolled solver)."""
+
+    def __init__(self, T: int = 4, width: int = 5):
+        super().__init__()
+        self.T = T
+        self.enc = nn.Linear(3, width)
+        self.step = nn.Sequential(nn.Linear(width, width), nn.Tanh(), nn.Linear(width, width))
+        self.head = nn.Linear(width, 1)
+
+    def forward(self, x, keep: int | None = None):
+        x = self.enc(x)
+        z, outputs = x, []
+        for _ in range(self.T):
+            z = self.step(z + x)
+            outputs.append(z)
+        return self.head(outputs[keep if keep is not None else -1]).sum()
+
+
+def reference(model: Repeat, x: torch.Tensor, keep: int | None = None) -> tuple[list[float], list[float]]:
+    """‖∂L/∂input_c‖ and ‖∂L/∂output_c‖ of model.step's calls, with hand-made aliases."""
+    e = model.enc(x)
+    z, inputs, outputs = e, [], []
+    for _ in range(model.T):
+        a = (z + e).view_as(z + e)
+        inputs.append(a)
+        z = model.step(a)
+        outputs.append(z)
+    loss = model.head(outputs[keep if keep is not None else -1]).sum()
+    grads = torch.autograd.grad(loss, inputs + outputs, allow_unused=True)
+    norms = [math.nan if g is None else float(g.norm()) for g in grads]
+    return norms[:model.T], norms[model.T:]
+
+
+def per_call(frame, layer: str, quantity: str) -> tuple[list[float], list[str]]:
+    rows = frame[(frame["layer"] == layer) & (frame["quantity"] == quantity)].sort_values("iteration")
+    return rows["value"].tolist(), rows["status"].tolist()
+
+
+def attached(model: nn.Module) -> int:
+    return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in model.modules())
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return Repeat().double()
+
+
+def test_per_call_norms_equal_the_aliased_reference(model):
+    x = torch.randn(6, 3, dtype=torch.float64)
+    with gradlab.watch(model, loops=["step"]) as rec:
+        model(x).backward()
+        rec.step(0)
+    want_in, want_out = reference(model, x)
+    got_in, status = per_call(rec.frame(), "step", "grad/in")
+    got_out, _ = per_call(rec.frame(), "step", "grad/out")
+    assert status == ["ok"] * 4
+    assert got_in == pytest.approx(want_in, rel=1e-10) and got_out == pytest.approx(want_out, rel=1e-10)
+    assert len(set(got_in)) == 4  # the same x at every call, yet each call's own share of its gradient
+
+
+def test_a_module_object_names_the_same_loop_and_the_count_restarts_each_forward(model):
+    x = torch.randn(6, 3, dtype=torch.float64)
+    with gradlab.watch(model, loops=[model.step]) as rec:
+        model(x).backward()
+        model(x).backward()  # two forwards in one step: per call, the norms add in quadrature
+        rec.step(0)
+    assert rec.loops == ["step"]
+    got, _ = per_call(rec.frame(), "step", "grad/in")
+    want, _ = reference(model, x)
+    assert got == pytest.approx([math.sqrt(2) * w for w in want], rel=1e-10)
+
+
+def test_a_call_whose_output_reaches_no_loss_is_unused_and_a_no_grad_call_is_no_grad(model):
+    x = torch.randn(6, 3, dtype=torch.float64)
+    with gradlab.watch(model, loops=["step"]) as rec:
+        model(x, keep=1).backward()  # calls 3 and 4 run but their outputs never reach the loss
+        rec.step(0)
+    values, status = per_call(rec.frame(), "step", "grad/out")
+    assert status == ["ok", "ok", "unused", "unused"] and math.isnan(values[2])
+    want_in, want_out = reference(model, x, keep=1)
+    assert values[:2] == pytest.approx(want_out[:2], rel=1e-10)
+
+
+def test_calls_outside_a_forward_of_the_model_are_not_recorded(model):
+    x = torch.randn(6, 3, dtype=torch.float64)
+    with gradlab.watch(model, loops=["step"]) as rec:
+        model(x).backward()
+        model.step(model.enc(x)).sum().backward()  # the submodule on its own: not an iteration of the loop
+        rec.step(0)
+    assert per_call(rec.frame(), "step", "grad/in")[0] == pytest.approx(reference(model, x)[0], rel=1e-10)
+
+
+def test_calls_under_no_grad_inside_the_forward_are_recorded_as_no_grad():
+    class Warmup(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cell = nn.Linear(4, 4)
+
+        def forward(self, x):
+            with torch.no_grad():
+                x = self.cell(x)  # call 1: no graph
+            return self.cell(x).sum()  # call 2
+
+    net = Warmup()
+    with gradlab.watch(net, loops=["cell"]) as rec:
+        net(torch.randn(2, 4)).backward()
+        rec.step(0)
+    assert per_call(rec.frame(), "cell", "grad/out")[1] == ["no_grad", "ok"]
+    assert per_call(rec.frame(), "cell", "grad/in")[1] == ["no_grad", "no_grad"]  # x never requires grad
+
+
+def test_keyword_inputs_and_tuple_outputs():
+    class RNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cell = nn.LSTMCell(3, 4)
+
+        def forward(self, xs):
+            h = c = torch.zeros(2, 4, dtype=xs.dtype)
+            for x in xs:
+                h, c = self.cell(input=x, hx=(h, c))  # keyword input; a tuple output
+            return h.sum() + c.pow(2).sum()
+
+    torch.manual_seed(1)
+    rnn = RNN().double()
+    cell = rnn.cell
+    xs = torch.randn(5, 2, 3, dtype=torch.float64, requires_grad=True)
+    with gradlab.watch(rnn, loops=["cell"]) as rec:
+        rnn(xs).backward()
+        rec.step(0)
+    h = c = torch.zeros(2, 4, dtype=torch.float64)
+    inputs, outs = [], []
+    for x in xs:
+        a = x.view_as(x)
+        inputs.append(a)
+        h, c = cell(a, (h, c))
+        outs.append((h, c))
+    grads = torch.autograd.grad(h.sum() + c.pow(2).sum(), inputs + [t for pair in outs for t in pair])
+    want_in = [float(g.norm()) for g in grads[:5]]
+    pairs = grads[5:]
+    want_out = [math.hypot(float(pairs[2 * i].norm()), float(pairs[2 * i + 1].norm())) for i in range(5)]
+    assert per_call(rec.frame(), "cell", "grad/in")[0] == pytest.approx(want_in, rel=1e-10)
+    assert per_call(rec.frame(), "cell", "grad/out")[0] == pytest.approx(want_out, rel=1e-10)
+
+
+def test_a_module_list_is_one_loop_of_untied_iterations():
+    torch.manual_seed(2)
+
+    class Untied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.steps = nn.ModuleList(nn.Linear(4, 4) for _ in range(3))
+
+        def forward(self, x):
+            for step in self.steps:
+                x = torch.tanh(step(x))
+            return x.sum()
+
+    model = Untied().double()
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    with gradlab.watch(model, loops=["steps"]) as rec:
+        model(x).backward()
+        rec.step(0)
+    assert rec.loops == ["steps"] and set(rec.frame()["layer"]) >= {"steps"}
+    z, inputs = x, []
+    for step in model.steps:
+        a = z.view_as(z)
+        inputs.append(a)
+        z = torch.tanh(step(a))
+    want = [float(g.norm()) for g in torch.autograd.grad(z.sum(), inputs)]
+    assert per_call(rec.frame(), "steps", "grad/in")[0] == pytest.approx(want, rel=1e-10)
+
+
+def test_auto_watches_the_innermost_repeated_modules_with_parameters(model):
+    x = torch.randn(6, 3, dtype=torch.float64)
+    with gradlab.watch(model, loops="auto") as rec:
+        for step in range(2):
+            model(x).backward()
+            rec.step(step)
+    assert rec.loops == ["step.0", "step.2"]  # not the Sequential that holds them, not the parameterless Tanh
+    frame = rec.frame()
+    assert set(frame[frame["step"] == 0]["layer"]) & set(rec.loops) == set()  # discovered during step 0
+    assert per_call(frame[frame["step"] == 1], "step.0", "grad/in")[1] == ["ok"] * 4
+
+
+def test_auto_warns_once_when_nothing_repeats():
+    net = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    with pytest.warns(UserWarning, match="no submodule with parameters was called more than once"):
+        with gradlab.watch(net, loops="auto") as rec:
+            for step in range(3):
+                net(torch.randn(1, 2)).sum().backward()
+                rec.step(step)
+    assert rec.loops == []
+
+
+def test_unscheduled_steps_and_no_grad_forwards_record_nothing(model):
+    x = torch.randn(6, 3, dtype=torch.float64)
+    with gradlab.watch(model, every=2, loops=["step"]) as rec:
+        for step in range(4):
+            model(x).backward()
+            with torch.no_grad():
+                model(x)  # validation: not a recorded forward, and it must not shift the call count
+            rec.step(step)
+    frame = rec.frame()
+    loop = frame[(frame["layer"] == "step") & (frame["quantity"] == "grad/in")]
+    assert sorted(loop["step"].unique()) == [0, 2]
+    assert sorted(loop["iteration"].unique()) == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("loops, message", [
+    (["stepp"], "'stepp' is not a submodule of the model; did you mean 'step'"),
+    (["step", "step"], "'step' is listed twice"),
+    ([""], "the watched model itself cannot be a loop"),
+    ([nn.Linear(1, 1)], "is not part of the watched model"),
+    (3, "expected 'auto' or a list"),
+    ([["step"]], "is not a submodule"),
+])
+def test_bad_loops_are_refused_before_any_hook_is_attached(model, loops, message):
+    before = attached(model)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        gradlab.watch(model, loops=loops)
+    assert attached(model) == before
+    gradlab.watch(model, loops=["step"]).close()  # the failed watch left the model free
+
+
+def test_the_model_itself_is_not_a_loop(model):
+    with pytest.raises(ConfigError, match="the watched model itself cannot be a loop"):
+        gradlab.watch(model, loops=[model])
+
+
+def test_nothing_stays_attached_after_close_or_an_exception(model):
+    x = torch.randn(6, 3, dtype=torch.float64)
+    for loops in (["step"], "auto"):
+        before = attached(model)
+        with pytest.raises(RuntimeError, match="boom"):
+            with warnings.catch_warnings(), gradlab.watch(model, loops=loops) as rec:
+                model(x).backward()
+                rec.step(0)
+                model(x)
+                raise RuntimeError("boom")
+        assert attached(model) == before
+        model(x).backward()  # the model still runs, unrecorded
