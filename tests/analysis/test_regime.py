@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from gradlab.analysis import regime
 from tests.analysis.synthetic import run_records
@@ -59,3 +60,43 @@ def test_an_all_zero_gradient_is_dead_not_healthy():
     frame.loc[frame["quantity"] == "grad/x", "value"] = 0.0
     r = verdicts(frame)["r"]
     assert r["regime"] == "dead" and "exactly 0" in r["reason"] and "100% of steps" in r["reason"]
+
+
+def _recorded_loop(gain: float, calls: int = 6, steps: int = 5) -> pd.DataFrame:
+    """Records of z_c = W z_{c-1} + x with W = gain · (an orthogonal matrix), watched through loops=: the
+    gradient reaching call c's input is exactly gain^(calls - c) times the last one's."""
+    import torch
+    from torch import nn
+
+    import gradlab
+
+    class Unrolled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.step = nn.Linear(4, 4, bias=False)
+            with torch.no_grad():
+                self.step.weight.copy_(gain * torch.linalg.qr(torch.randn(4, 4))[0])
+
+        def forward(self, x):
+            z = x
+            for _ in range(calls):
+                z = self.step(z) + x
+            return z.pow(2).sum()
+
+    torch.manual_seed(0)
+    model = Unrolled()
+    with gradlab.watch(model, loops=["step"]) as rec:
+        for step in range(steps):
+            model(torch.randn(3, 4)).backward()
+            rec.step(step)
+    return rec.frame()
+
+
+def test_watched_loops_are_judged_by_their_input_gradient():
+    verdicts = {gain: regime(_recorded_loop(gain)).set_index("layer").loc["step"] for gain in (0.1, 0.9, 2.0)}
+    assert [verdicts[g]["regime"] for g in (0.1, 0.9, 2.0)] == ["vanishing", "healthy", "exploding"]
+    # call 1's input is the data (no_grad): 0.1^4 from call 2 to call 6
+    assert verdicts[0.1]["decades"] == pytest.approx(-4, abs=1e-6) and verdicts[0.1]["no_grad_iterations"] == "1"
+    assert verdicts[2.0]["rho"] == pytest.approx(2.0, rel=1e-6)
+    assert verdicts[0.9]["call_gain"] == pytest.approx(0.9, rel=1e-6)  # ‖Wᵀ g‖ / ‖g‖ for every call
+    assert "per-call gain 0.9" in verdicts[0.9]["reason"] and np.isnan(verdicts[0.9]["gain"])
