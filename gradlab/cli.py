@@ -10,6 +10,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 from gradlab.errors import GradlabError
@@ -72,10 +73,20 @@ def _ablate(args: argparse.Namespace) -> int:
     axes = [parse_axis(text) for text in args.grid]
     if not axes:
         raise GradlabError("give at least one --grid KEY=V1,V2 (e.g. --grid model.iterations=1,3,8)")
+    jobs = {}
+    if args.executor == "slurm":
+        from gradlab.ablate import executors
+
+        out = Path(args.out)
+        jobs = {"executor": executors.slurm_executor(
+            out, partition=args.slurm_partition, gpus_per_trial=args.slurm_gpus_per_trial, minutes=args.slurm_time,
+            array_parallelism=args.slurm_array_parallelism), "job_state": partial(executors.slurm_state, out),
+            "wait": args.wait}
     try:
         with _warnings_on_stderr():
             result = run_ablation(args.config, axes, args.seeds, args.out, overrides=args.set, workers=args.workers,
-                                  threads=args.threads, quick=args.quick, report=not args.no_report)
+                                  threads=args.threads, quick=args.quick, report=not args.no_report,
+                                  gpus=args.gpus, **jobs)
     except KeyboardInterrupt as err:  # the running trials were stopped and marked "interrupted" (ablate.runner)
         signum = getattr(err, "signum", signal.SIGINT)
         print(f"gradlab: interrupted: {str(err) or signal.Signals(signum).name}; run the same command again to "
@@ -83,12 +94,23 @@ def _ablate(args: argparse.Namespace) -> int:
         return 128 + signum
     if result.summary is not None:
         print(f"summary: {result.out / 'summary.md'}" + (f"\nreport: {result.report}" if result.report else ""))
+    elif result.pending:
+        done = sum(o.state in ("done", "skipped") for o in result.outcomes)
+        print(f"ablation: {done} of {len(result.trials)} runs done, {len(result.pending)} with the scheduler; "
+              f"run the same command again to see where they stand (the summary comes once all are done)")
     if result.failed:
         names = ", ".join(o.trial.name for o in result.failed)
         print(f"gradlab: error: {len(result.failed)} of {len(result.trials)} runs failed ({names}): see "
               f"{result.out / 'logs'}", file=sys.stderr)
         return 1
     return 0
+
+
+def _device_list(text: str) -> tuple[str, ...]:
+    devices = tuple(d.strip() for d in text.split(","))
+    if not all(d.isdigit() for d in devices):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of GPU indices such as 0,1,2")
+    return devices
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -117,6 +139,17 @@ def _attribute(args: argparse.Namespace) -> int:
     files = attribute_run(args.run, images=args.images, methods=args.method or None, out=args.out)
     for path in files.paths:
         print(path)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from gradlab.integrations.tensorboard import export_runs
+
+    with _warnings_on_stderr():
+        folders = export_runs(args.runs, args.logdir)
+    for folder in folders:
+        print(folder)
+    print(f"tensorboard --logdir {args.logdir}")
     return 0
 
 
@@ -242,6 +275,21 @@ def build_parser() -> argparse.ArgumentParser:
                      help="smoke-sized runs (few steps, one small validation): checks a grid end to end in "
                           "minutes; its numbers mean nothing")
     abl.add_argument("--no-report", action="store_true", help="skip the combined HTML report")
+    abl.add_argument("--gpus", type=_device_list, default=(), metavar="0,1,...",
+                     help="give each running trial its own GPU of this list (CUDA_VISIBLE_DEVICES)")
+    cluster = abl.add_argument_group("on a cluster (SLURM through submitit: pip install 'gradlab[slurm]')")
+    cluster.add_argument("--executor", choices=("local", "slurm"), default="local",
+                         help="local: subprocesses on this machine (default); slurm: one job array, and the "
+                              "command returns once it is submitted (run it again to see where every trial "
+                              "stands; the summary comes once all are done)")
+    cluster.add_argument("--slurm-partition", default=None, metavar="P", help="the partition to submit to")
+    cluster.add_argument("--slurm-gpus-per-trial", type=int, default=1, metavar="N", help="GPUs per trial (default 1)")
+    cluster.add_argument("--slurm-time", type=int, default=240, metavar="MIN",
+                         help="time limit per job in minutes (default 240); a timed-out or preempted trial is "
+                              "requeued and resumes from its last checkpoint")
+    cluster.add_argument("--slurm-array-parallelism", type=int, default=None, metavar="N",
+                         help="at most N trials of the array at once")
+    cluster.add_argument("--wait", action="store_true", help="with --executor slurm: wait for every trial")
     abl.set_defaults(func=_ablate)
 
     rep = sub.add_parser("report", help="write a self-contained HTML report (and a Markdown summary) of runs")
@@ -272,6 +320,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="folder for the table and figures (default: RUN_DIR/attribution.parquet and "
                           "RUN_DIR/report/attribution_*.png, where gradlab report looks)")
     att.set_defaults(func=_attribute)
+
+    exp = sub.add_parser("export", help="write run directories in a tracker's format (tensorboard: event files)",
+                         description="Each run directory becomes a TensorBoard run under --logdir: the per-step "
+                         "summary of its records (decades, rho, gain, regime per layer, the per-iteration norms) "
+                         "with a custom-scalars layout, and metrics.parquet. Needs gradlab[tensorboard].")
+    exp.add_argument("format", choices=["tensorboard"], help="the format (tensorboard)")
+    exp.add_argument("runs", nargs="+", type=in_path, metavar="RUN_DIR", help="run directories, or folders of them")
+    exp.add_argument("--logdir", type=out_path, required=True, help="folder of the event files, one subfolder per run")
+    exp.set_defaults(func=_export)
     return parser
 
 

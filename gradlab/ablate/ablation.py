@@ -9,12 +9,14 @@ report of all runs in OUT/report/.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from gradlab.ablate.executors import SUBMITIT
 from gradlab.ablate.grid import Axis, Trial, expand
 from gradlab.ablate.runner import Outcome, run_trials
 from gradlab.ablate.summary import contrast_markdown, panel_frame, summary_table, to_markdown
@@ -39,11 +41,19 @@ class AblationResult:
     def failed(self) -> list[Outcome]:
         return [o for o in self.outcomes if o.state == "failed"]
 
+    @property
+    def pending(self) -> list[Outcome]:
+        """Trials that jobs still have (running or just submitted)."""
+        return [o for o in self.outcomes if o.state in ("running", "submitted")]
+
 
 def run_ablation(config: str | None, axes: Sequence[Axis], seeds: int = 1, out: str | Path = "runs/ablation", *,
                  overrides: Sequence[str] = (), workers: int = 1, threads: int | None = None, quick: bool = False,
-                 report: bool = True, progress: bool = True) -> AblationResult:
-    """Run the grid into `out` (see the module docstring); rerunning the same call continues it."""
+                 report: bool = True, progress: bool = True, gpus: Sequence[str] = (), executor: Any = None,
+                 job_state: Callable[[str], str] | None = None, wait: bool = True) -> AblationResult:
+    """Run the grid into `out` (see the module docstring); rerunning the same call continues it. `executor`,
+    `job_state` and `wait` send the trials out as jobs (gradlab.ablate.runner, gradlab.ablate.executors): the
+    summary is written once every trial is complete."""
     if workers < 1:
         raise ConfigError(f"--workers {workers} is out of range: allowed >= 1")
     out = Path(out)
@@ -52,10 +62,11 @@ def run_ablation(config: str | None, axes: Sequence[Axis], seeds: int = 1, out: 
     if progress:
         extra = f" ({dropped} grid points coincide after resolution and run once)" if dropped else ""
         print(f"ablation: {len(trials)} runs into {out}{extra}; logs in {out / 'logs'}")
-    outcomes = run_trials(trials, out, config, workers, threads, progress)
+    outcomes = run_trials(trials, out, config, workers, threads, progress, gpus=gpus, executor=executor,
+                          job_state=job_state, wait=wait)
     result = AblationResult(out, trials, outcomes, dropped)
     done = [out / t.name for t in trials if RunDirectory(out / t.name).complete]
-    if done:
+    if done and (executor is None or len(done) == len(trials)):
         result.summary = write_summary(done, [a.key for a in axes], out)
         if report:
             from gradlab.report import build_report
@@ -79,7 +90,7 @@ def claim(out: Path, plan: dict) -> None:
             raise ConfigError(f"{out} holds another ablation ({', '.join(differ)} differ from {path}): "
                               "rerun it with its own arguments, or choose another --out")
         return
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(p.name != SUBMITIT for p in out.iterdir()):  # submitit makes its folder at once
         raise ConfigError(f"{out} exists, is not empty and holds no {MANIFEST}: choose another --out")
     write_text(path, json.dumps(plan, indent=2))
 

@@ -5,7 +5,14 @@ killed before its first checkpoint starts again. So killing `gradlab ablate` and
 continues where it stopped. Each trial's output goes to OUT/logs/NAME.log; a failed trial is reported and the
 others go on. Children die with the parent (Linux: PR_SET_PDEATHSIG), so a killed ablation leaves no orphans.
 SIGINT or SIGTERM passes the signal on to the running trials, which record "interrupted" (resumable), and raises
-`AblationInterrupted`; a second signal, or STOP_TIMEOUT_S without an exit, kills them.
+`AblationInterrupted`; a second signal, or STOP_TIMEOUT_S without an exit, kills them. `gpus` gives each running
+trial its own device (CUDA_VISIBLE_DEVICES, the least busy of the list).
+
+With an `executor` (gradlab.ablate.executors: submitit's SLURM, local or debug executors, concurrent.futures) the
+trials go out as jobs instead, one job array where the executor batches. With `job_state` (the scheduler's state
+of a job id, e.g. executors.slurm_state) a trial whose earlier job is still pending or running is left to it, and
+one whose job ended without finishing it is shown failed (its log's last line) and submitted again; without
+`wait` the call returns once the jobs are submitted, and a later call shows where each trial stands.
 """
 
 from __future__ import annotations
@@ -18,11 +25,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
+from gradlab.ablate import executors
 from gradlab.ablate.grid import Trial
 from gradlab.errors import ConfigError
 from gradlab.parallel import available_cpus
@@ -43,26 +53,44 @@ class AblationInterrupted(KeyboardInterrupt):
         self.signum, self.stopped = signum, stopped
 
 
+#: what became of a trial in one call: "done", "skipped" (complete before this call), "failed"; with an executor
+#: also "running" (an earlier job still has it) and "submitted" (its job was sent and not waited for)
+OUTCOMES = ("done", "skipped", "failed", "running", "submitted")
+
+
 @dataclass
 class Outcome:
     trial: Trial
-    state: str  # "done", "skipped" (complete before this call) or "failed"
+    state: str  # one of OUTCOMES
     seconds: float = 0.0
     message: str = ""
 
 
 def run_trials(trials: list[Trial], out: Path, config: str | None, workers: int = 1, threads: int | None = None,
-               progress: bool = True) -> list[Outcome]:
+               progress: bool = True, *, gpus: Sequence[str] = (), executor: Any = None,
+               job_state: Callable[[str], str] | None = None, wait: bool = True) -> list[Outcome]:
     """Run (or skip, or resume) every trial into out/NAME; returns one Outcome per trial, in trial order."""
-    threads = threads or max(1, available_cpus() // workers)
     outcomes: dict[str, Outcome] = {}
     todo = []
+    known = executors.load_jobs(out) if job_state is not None else {}
     for trial in trials:
+        held = _held_by_job(out, trial, known, job_state)
+        if held is not None:
+            outcomes[trial.name] = held
+            continue
         start = prepare(out / trial.name, trial)
         if start == "complete":
             outcomes[trial.name] = Outcome(trial, "skipped")
         else:
             todo.append((trial, start))
+    if executor is not None:
+        outcomes |= _run_as_jobs(executor, [t for t, _ in todo], out, config, threads, progress, wait)
+        if progress:  # where every trial stands, done ones included
+            for trial in trials:
+                if outcomes[trial.name].state != "done":  # those were shown as they finished
+                    tqdm.write(_line(outcomes[trial.name], out))
+        return [outcomes[t.name] for t in trials]
+    threads = threads or max(1, available_cpus() // workers)
     bar = tqdm(total=len(trials), initial=len(outcomes), desc="ablation", unit="run", disable=not progress,
                dynamic_ncols=True)
     running: dict[subprocess.Popen, tuple[Trial, float]] = {}
@@ -72,18 +100,19 @@ def run_trials(trials: list[Trial], out: Path, config: str | None, workers: int 
         while (todo or running) and not signals:
             while todo and len(running) < workers:
                 trial, start = todo.pop(0)
-                running[_launch(trial, start, out, config, threads)] = (trial, time.monotonic())
+                gpu = _least_busy(gpus, [g for _, _, g in running.values()])
+                running[_launch(trial, start, out, config, threads, gpu)] = (trial, time.monotonic(), gpu)
                 bar.set_postfix_str(f"running {len(running)}")
             time.sleep(0.2)
             for proc in [p for p in running if p.poll() is not None and not signals]:
-                trial, began = running.pop(proc)
+                trial, began, _ = running.pop(proc)
                 outcome = _finish(proc, trial, out, time.monotonic() - began)
                 outcomes[trial.name] = outcome
                 bar.write(_line(outcome, out))
                 bar.update(1)
         if signals:
             _stop(running, signals[0], signals)
-            unfinished = [trial.name for trial, _ in running.values() if not RunDirectory(out / trial.name).complete]
+            unfinished = [t.name for t, _, _ in running.values() if not RunDirectory(out / t.name).complete]
             raise AblationInterrupted(signals[0], unfinished)
     except BaseException as err:
         if not isinstance(err, AblationInterrupted):
@@ -94,6 +123,63 @@ def run_trials(trials: list[Trial], out: Path, config: str | None, workers: int 
             signal.signal(sig, handler)
         bar.close()
     return [outcomes[t.name] for t in trials]
+
+
+def _least_busy(gpus: Sequence[str], taken: list[str | None]) -> str | None:
+    """The device of `gpus` that the fewest running trials use (None without --gpus)."""
+    return min(gpus, key=taken.count) if gpus else None
+
+
+def _held_by_job(out: Path, trial: Trial, known: dict[str, str], job_state) -> Outcome | None:
+    """Outcome "running" when an earlier job of this unfinished trial is still active; None to go on (a job that
+    ended without finishing the trial is reported, and the trial is submitted again)."""
+    if trial.name not in known or RunDirectory(out / trial.name).complete:
+        return None
+    job, state = known[trial.name], job_state(known[trial.name])
+    if state in executors.ACTIVE_STATES:
+        return Outcome(trial, "running", message=f"job {job} {state}")
+    log = out / "logs" / f"{trial.name}.log"
+    last = _last_line(log, 1) if log.is_file() else "no log"
+    tqdm.write(f"failed {trial.name}: job {job} {state}: {last}; submitting it again")
+    return None
+
+
+def _run_as_jobs(executor, trials: list[Trial], out: Path, config: str | None, threads: int | None,
+                 progress: bool, wait: bool) -> dict[str, Outcome]:
+    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {}
+    commands = [executors.TrialCommand(t.name, str(out / t.name), str(out / "logs" / f"{t.name}.log"),
+                                       command(t, "fresh", out / t.name, config),
+                                       command(t, "resume", out / t.name, config), env) for t in trials]
+    began = time.monotonic()
+    jobs = dict(zip([t.name for t in trials], executors.submit(executor, commands)))
+    executors.save_jobs(out, jobs)
+    by_name = {t.name: t for t in trials}
+    if not wait:
+        return {name: Outcome(by_name[name], "submitted", message=f"job {getattr(job, 'job_id', '?')}")
+                for name, job in jobs.items()}
+    bar = tqdm(total=len(jobs), desc="ablation jobs", unit="run", disable=not progress, dynamic_ncols=True)
+    outcomes: dict[str, Outcome] = {}
+
+    def finished(name: str, result) -> None:
+        trial, seconds = by_name[name], time.monotonic() - began
+        if result == 0 and RunDirectory(out / name).complete:
+            outcomes[name] = Outcome(trial, "done", seconds)
+        else:
+            log = out / "logs" / f"{name}.log"
+            if isinstance(result, BaseException):  # the executor's error (submitit: the job's traceback)
+                lines = [line for line in str(result).splitlines() if line.strip()]
+                message = f"{type(result).__name__}: {lines[-1] if lines else ''} (log: {log})"
+            else:
+                message = _last_line(log, result) if log.is_file() else f"exit status {result}"
+            outcomes[name] = Outcome(trial, "failed", seconds, message)
+        bar.write(_line(outcomes[name], out))
+        bar.update(1)
+
+    try:
+        executors.wait(jobs, finished)
+    finally:
+        bar.close()
+    return outcomes
 
 
 def _note_signals(signals: list[int]) -> dict[int, object]:
@@ -147,10 +233,13 @@ def command(trial: Trial, start: str, run_dir: Path, config: str | None) -> list
     return [*cmd, *([config] if config else []), *(a for item in trial.overrides for a in ("--set", item))]
 
 
-def _launch(trial: Trial, start: str, out: Path, config: str | None, threads: int) -> subprocess.Popen:
+def _launch(trial: Trial, start: str, out: Path, config: str | None, threads: int,
+            gpu: str | None = None) -> subprocess.Popen:
     log = out / "logs" / f"{trial.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
     cmd = command(trial, start, out / trial.name, config)
     with open(log, "a") as stream:
         stream.write(f"$ {' '.join(cmd)}\n")
@@ -186,5 +275,7 @@ def _line(outcome: Outcome, out: Path) -> str:
     name = outcome.trial.name
     if outcome.state == "failed":
         return f"failed {name}: {outcome.message}"
+    if outcome.state in ("running", "submitted"):
+        return f"{outcome.state:<6} {name}: {outcome.message}"
     miou = final_value(RunDirectory(out / name).metrics_path, "miou")
     return f"done   {name}: val mIoU {miou:.3f} ({outcome.seconds:.0f} s)"
