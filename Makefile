@@ -1,6 +1,6 @@
 # Every target sets up .venv on first use: the pinned torch==2.13.0 first, on its own (the CPU wheel where pip's
 # config offers one, as on this machine), so the project's torch>=2.6 is already met and pip pulls no other
-# build; then the project, editable, with its dev and notebook extras.
+# build; then the project, editable, with the extras the tests use (dev, notebooks and the optional integrations).
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[dev,notebooks]'
+	$(PIP) install -e '.[dev,notebooks,slurm,tensorboard,lightning]'
 	touch $(STAMP)
 
 demo: $(STAMP)

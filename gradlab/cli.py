@@ -81,7 +81,7 @@ def _ablate(args: argparse.Namespace) -> int:
         jobs = {"executor": executors.slurm_executor(
             out, partition=args.slurm_partition, gpus_per_trial=args.slurm_gpus_per_trial, minutes=args.slurm_time,
             array_parallelism=args.slurm_array_parallelism), "job_state": partial(executors.slurm_state, out),
-            "wait": args.wait}
+            "wait": args.wait, "processes": args.slurm_gpus_per_trial}  # one DDP process per GPU of a trial
     try:
         with _warnings_on_stderr():
             result = run_ablation(args.config, axes, args.seeds, args.out, overrides=args.set, workers=args.workers,

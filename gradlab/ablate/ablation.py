@@ -50,10 +50,11 @@ class AblationResult:
 def run_ablation(config: str | None, axes: Sequence[Axis], seeds: int = 1, out: str | Path = "runs/ablation", *,
                  overrides: Sequence[str] = (), workers: int = 1, threads: int | None = None, quick: bool = False,
                  report: bool = True, progress: bool = True, gpus: Sequence[str] = (), executor: Any = None,
-                 job_state: Callable[[str], str] | None = None, wait: bool = True) -> AblationResult:
+                 job_state: Callable[[str], str] | None = None, wait: bool = True,
+                 processes: int = 1) -> AblationResult:
     """Run the grid into `out` (see the module docstring); rerunning the same call continues it. `executor`,
     `job_state` and `wait` send the trials out as jobs (gradlab.ablate.runner, gradlab.ablate.executors): the
-    summary is written once every trial is complete."""
+    summary is written once every trial is complete; `processes` > 1 runs each job's trial under torchrun."""
     if workers < 1:
         raise ConfigError(f"--workers {workers} is out of range: allowed >= 1")
     out = Path(out)
@@ -63,7 +64,7 @@ def run_ablation(config: str | None, axes: Sequence[Axis], seeds: int = 1, out: 
         extra = f" ({dropped} grid points coincide after resolution and run once)" if dropped else ""
         print(f"ablation: {len(trials)} runs into {out}{extra}; logs in {out / 'logs'}")
     outcomes = run_trials(trials, out, config, workers, threads, progress, gpus=gpus, executor=executor,
-                          job_state=job_state, wait=wait)
+                          job_state=job_state, wait=wait, processes=processes)
     result = AblationResult(out, trials, outcomes, dropped)
     done = [out / t.name for t in trials if RunDirectory(out / t.name).complete]
     if done and (executor is None or len(done) == len(trials)):

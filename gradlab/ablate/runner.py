@@ -68,7 +68,8 @@ class Outcome:
 
 def run_trials(trials: list[Trial], out: Path, config: str | None, workers: int = 1, threads: int | None = None,
                progress: bool = True, *, gpus: Sequence[str] = (), executor: Any = None,
-               job_state: Callable[[str], str] | None = None, wait: bool = True) -> list[Outcome]:
+               job_state: Callable[[str], str] | None = None, wait: bool = True,
+               processes: int = 1) -> list[Outcome]:
     """Run (or skip, or resume) every trial into out/NAME; returns one Outcome per trial, in trial order."""
     outcomes: dict[str, Outcome] = {}
     todo = []
@@ -84,7 +85,7 @@ def run_trials(trials: list[Trial], out: Path, config: str | None, workers: int 
         else:
             todo.append((trial, start))
     if executor is not None:
-        outcomes |= _run_as_jobs(executor, [t for t, _ in todo], out, config, threads, progress, wait)
+        outcomes |= _run_as_jobs(executor, [t for t, _ in todo], out, config, threads, progress, wait, processes)
         if progress:  # where every trial stands, done ones included
             for trial in trials:
                 if outcomes[trial.name].state != "done":  # those were shown as they finished
@@ -145,11 +146,11 @@ def _held_by_job(out: Path, trial: Trial, known: dict[str, str], job_state) -> O
 
 
 def _run_as_jobs(executor, trials: list[Trial], out: Path, config: str | None, threads: int | None,
-                 progress: bool, wait: bool) -> dict[str, Outcome]:
+                 progress: bool, wait: bool, processes: int = 1) -> dict[str, Outcome]:
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {}
     commands = [executors.TrialCommand(t.name, str(out / t.name), str(out / "logs" / f"{t.name}.log"),
-                                       command(t, "fresh", out / t.name, config),
-                                       command(t, "resume", out / t.name, config), env) for t in trials]
+                                       command(t, "fresh", out / t.name, config, processes),
+                                       command(t, "resume", out / t.name, config, processes), env) for t in trials]
     began = time.monotonic()
     jobs = dict(zip([t.name for t in trials], executors.submit(executor, commands)))
     executors.save_jobs(out, jobs)
@@ -226,8 +227,12 @@ def prepare(run_dir: Path, trial: Trial) -> str:
     return "fresh"
 
 
-def command(trial: Trial, start: str, run_dir: Path, config: str | None) -> list[str]:
-    cmd = [sys.executable, "-m", "gradlab", "train", "--quiet", "--out", str(run_dir)]
+def command(trial: Trial, start: str, run_dir: Path, config: str | None, processes: int = 1) -> list[str]:
+    """`gradlab train` of the trial (`--resume` to continue it); under torchrun with `processes` > 1 (DDP on the
+    job's GPUs, through the environment train/distributed.py reads)."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] \
+        if processes > 1 else [sys.executable]
+    cmd = [*launcher, "-m", "gradlab", "train", "--quiet", "--out", str(run_dir)]
     if start == "resume":
         return [*cmd, "--resume"]
     return [*cmd, *([config] if config else []), *(a for item in trial.overrides for a in ("--set", item))]

@@ -63,3 +63,10 @@ def test_command_starts_or_resumes_with_gradlab_train(tmp_path, trial):
     assert fresh[fresh.index("--out") + 1] == str(tmp_path / "r")
     assert "demo" in fresh and fresh.count("--set") == len(trial.overrides)
     assert command(trial, "resume", tmp_path / "r", "demo")[-1] == "--resume"
+
+
+def test_a_trial_of_several_processes_runs_under_torchrun(tmp_path, trial):
+    cmd = command(trial, "fresh", tmp_path / "r", "demo", processes=2)
+    assert cmd[:7] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+                       "gradlab"]
+    assert command(trial, "resume", tmp_path / "r", "demo", processes=2)[-1] == "--resume"
