@@ -4,16 +4,36 @@ of CPUs this process may use (for worker and thread defaults)."""
 from __future__ import annotations
 
 import os
+import sys
 
 import torch.distributed as dist
 from torch import nn
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside DistributedDataParallel / DataParallel wrappers (or the model itself)."""
-    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        model = model.module
-    return model
+    """The module inside DistributedDataParallel / DataParallel wrappers and `torch.compile`'s OptimizedModule
+    (its `_orig_mod`), in any nesting, or the model itself."""
+    return wrappers(model)[-1]
+
+
+def wrappers(model: nn.Module) -> list[nn.Module]:
+    """The model, the module each wrapper holds, and so on down to the unwrapped module (the last)."""
+    chain = [model]
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif is_compiled(model):
+            model = model._orig_mod
+        else:
+            return chain
+        chain.append(model)
+
+
+def is_compiled(model: nn.Module) -> bool:
+    """True for the wrapper `torch.compile(module)` returns (torch._dynamo's OptimizedModule). Until something
+    is compiled torch._dynamo is not imported (it takes seconds), so this costs nothing then."""
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")
+    return eval_frame is not None and isinstance(model, eval_frame.OptimizedModule)
 
 
 def available_cpus() -> int:

@@ -8,6 +8,7 @@
 
 Gradient norms are measured by tensor hooks that `tap` registers, and stay on the device until the step
 closes: one host sync per recorded step (per device), none inside hooks. Unscheduled steps cost a flag check.
+`log=` hands each recorded step's summary to a tracker after that sync (gradlab.integrations.metrics).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import math
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -26,19 +27,21 @@ from torch import nn
 
 from gradlab import taps as tap_module
 from gradlab.checks import is_int, require
-from gradlab.errors import RecordsError
+from gradlab.errors import ConfigError, RecordsError
 from gradlab.instrument.diagnostics import forward_diagnostics
 from gradlab.instrument.groups import GroupSpec, group_grad_norms, resolve_groups
 from gradlab.instrument.jacobian import JACOBIAN_EVERY, JACOBIAN_IMAGES, state_jacobian_norms
 from gradlab.instrument.loops import Loops
 from gradlab.instrument.norms import cosine, l2_norm
 from gradlab.instrument.schedules import Schedule, as_schedule
-from gradlab.parallel import current_rank, unwrap
-from gradlab.records import RecordBuffer, write_part
+from gradlab.parallel import current_rank, is_compiled, unwrap, wrappers
+from gradlab.records import AGREEMENT, RecordBuffer, write_part
 from gradlab.run_dir import RECORDS, part_name, rank_parts
 from gradlab.taps import TracedLayer
 
 Key = tuple[str, str, "int | None"]  # (layer, quantity, iteration)
+#: per-step rows of a step closed with `rec.step(grad_scale=...)`: the loss scale, and 1 when the scaler skips it
+AMP_SCALE, AMP_SKIPPED = ("", "amp/scale", None), ("", "amp/skipped", None)
 _WATCHED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 
 
@@ -60,11 +63,16 @@ class Recorder:
         jacobian_every: int = JACOBIAN_EVERY,
         jacobian_images: int = JACOBIAN_IMAGES,
         loops: str | Sequence[str | nn.Module] | None = None,
+        log: Callable[[dict[str, float], int], object] | None = None,
+        log_iterations: bool = False,
     ):
         require(is_int(flush_every), "flush_every", flush_every, "an integer >= 1 (recorded steps per Parquet part)")
         require(is_int(jacobian_every, 0), "jacobian_every", jacobian_every,
                 "an integer >= 0 (steps between state-Jacobian estimates; 0 = off)")
         require(is_int(jacobian_images), "jacobian_images", jacobian_images, "an integer >= 1")
+        require(log is None or callable(log), "log", log, "a callable log(metrics: dict[str, float], step: int), "
+                "e.g. wandb.log or a Lightning logger's log_metrics")
+        self._refuse_if_compiled(model)
         model = unwrap(model)
         self._refuse_if_watched(model)
         self.model = model
@@ -87,6 +95,7 @@ class Recorder:
         self._implicit = [layer for layer in self.layers if getattr(layer, "grad_mode", None) == "implicit"]
         self._recording = False
         self._loops = Loops(self, model, loops)  # checks its entries before it attaches a hook
+        self._log = _step_log(log, log_iterations) if log is not None and self.rank == 0 else None
         self._handles = [layer.register_forward_hook(self._on_forward) for layer in self.layers]
         self._reset_pending()
         self._closed = False
@@ -165,17 +174,29 @@ class Recorder:
         return self.jacobian_every > 0 and self._step % self.jacobian_every == 0
 
     # -- steps -------------------------------------------------------------------------------------------
-    def step(self, step: int | None = None, *, loss: torch.Tensor | float | None = None, lr: float | None = None):
-        """Close training step `step` (default: the next one) and open the following one."""
+    def step(self, step: int | None = None, *, loss: torch.Tensor | float | None = None, lr: float | None = None,
+             grad_scale: torch.Tensor | float | None = None):
+        """Close training step `step` (default: the next one) and open the following one.
+
+        `grad_scale`: the loss scale of a `torch.amp.GradScaler` (`scaler.get_scale()`, before `scaler.update()`)
+        whose scaled backward the hooks saw; the step's gradient norms are divided by it, and a step whose
+        gradients are not finite is recorded as one the scaler skips (`amp/skipped` = 1, not counted in
+        `nonfinite`). With gradient accumulation call `step` once per update."""
         if self._closed:
             raise RuntimeError("this Recorder is closed: start a new one with gradlab.watch(...)")
+        require(grad_scale is None or isinstance(grad_scale, torch.Tensor) or (
+            isinstance(grad_scale, (int, float)) and not isinstance(grad_scale, bool) and 0 < grad_scale < math.inf),
+            "grad_scale", grad_scale, "a positive finite number (GradScaler.get_scale()) or a tensor holding one")
         step = self._step if step is None else int(step)
+        rows = None
         if self._recording:
-            self._close_step(step, loss, lr)
+            rows = self._close_step(step, loss, lr, grad_scale)
             self._recorded_steps += 1
             if self.run_dir is not None and self._recorded_steps % self.flush_every == 0:
                 self.flush()
         self._open(step + 1)
+        if rows is not None and self._log is not None:  # the recorder is consistent whatever the logger does
+            self._log(rows, step)
 
     def _open(self, step: int) -> None:
         self._step = step
@@ -196,32 +217,53 @@ class Recorder:
         self._norms: dict[Key, torch.Tensor] = {}
         self._diagnostics: dict[Key, list] = defaultdict(list)  # (layer, quantity, first t) → per-forward vectors
         self._rows: list[tuple] = []  # the closing step's rows, appended to the buffer at once
+        self._step_nonfinite = 0  # of them, gradient norms that came back NaN or Inf
         self._last_x: dict[str, int] = {}  # layer → its last differentiable iteration T (grad/x taps)
         self._g_last: dict[str, torch.Tensor] = {}  # layer → g_T = ∂L/∂X^(T), until ∂L/∂X arrives
 
-    def _close_step(self, step: int, loss, lr) -> None:
-        keys, tensors = self._device_values(loss)
+    def _close_step(self, step: int, loss, lr, grad_scale) -> list[tuple]:
+        """Turn the step's device values into rows (one host sync); returns the rows it added to `records`."""
+        keys, tensors = self._device_values(loss, grad_scale)
         values = dict(zip(keys, _to_host(tensors)))  # the one host sync of this step
+        skipped = self._unscale(values, grad_scale) if grad_scale is not None else None
         for key, live in self._expected.items():
             if key in values:
                 self._add(step, key, values[key])
             else:
                 self._add(step, key, math.nan, "unused" if live else "no_grad")
         for key, value in values.items():
-            if key not in self._expected and key[1] != "loss":
+            if key not in self._expected and key[1] != "loss" and key != AMP_SCALE:
                 self._add(step, key, value)
         for name in self.groups:
             if (name, "grad/params", None) not in values:
                 self._add(step, (name, "grad/params", None), math.nan, "no_grad")
         step_values = {"loss": values.get(("", "loss", None), loss), "lr": lr,
                        "step_time": time.perf_counter() - self._t0}
+        if skipped is not None:
+            step_values |= {AMP_SCALE[1]: values[AMP_SCALE], AMP_SKIPPED[1]: float(skipped)}
         for quantity, value in step_values.items():
             if value is not None:
                 self._add(step, ("", quantity, None), float(value))
-        self.records.extend(self._rows)
+        if not skipped:  # the non-finite norms of a step the scaler skips are its overflow, not training's
+            self.nonfinite += self._step_nonfinite
+        rows = self._rows
+        self.records.extend(rows)
         self._reset_pending()
+        return rows
 
-    def _device_values(self, loss) -> tuple[list[Key], list[torch.Tensor]]:
+    def _unscale(self, values: dict[Key, float], grad_scale) -> bool:
+        """Divide the norms the hooks measured in the scaled backward by the loss scale (host values, after the
+        sync; not the agreement cosines, nor grad/params, read from the .grad that scaler.step unscaled), and
+        say whether the step's gradients overflowed (the scaler skips such a step)."""
+        if not isinstance(grad_scale, torch.Tensor):  # a tensor's value came with the step's transfer
+            values[AMP_SCALE] = float(grad_scale)
+        scale = values[AMP_SCALE]
+        for key in self._norms:
+            if key[1] not in AGREEMENT:
+                values[key] /= scale
+        return any(not math.isfinite(v) for k, v in values.items() if k[1].startswith("grad/"))
+
+    def _device_values(self, loss, grad_scale=None) -> tuple[list[Key], list[torch.Tensor]]:
         """Every number of the step as (keys, 1-D device tensors): norms, diagnostics, groups, loss."""
         keys, tensors = list(self._norms), [n.reshape(1) for n in self._norms.values()]
         for (layer, quantity, first), samples in self._diagnostics.items():
@@ -240,6 +282,9 @@ class Recorder:
         if isinstance(loss, torch.Tensor):
             keys.append(("", "loss", None))
             tensors.append(loss.detach().double().reshape(1))
+        if isinstance(grad_scale, torch.Tensor):  # a device scale comes with the step's one transfer
+            keys.append(AMP_SCALE)
+            tensors.append(grad_scale.detach().double().reshape(1))
         return keys, tensors
 
     def _add(self, step: int, key: Key, value: float, status: str | None = None) -> None:
@@ -247,7 +292,7 @@ class Recorder:
         if status is None:
             status = "ok" if math.isfinite(value) else "nonfinite"
             if status == "nonfinite" and quantity.startswith("grad/"):
-                self.nonfinite += 1
+                self._step_nonfinite += 1
         self._rows.append((self.run, step, layer, iteration, quantity, value, status, self.rank))
 
     # -- output --------------------------------------------------------------------------------------------
@@ -295,6 +340,16 @@ class Recorder:
         self.close()
 
     @staticmethod
+    def _refuse_if_compiled(model: nn.Module) -> None:
+        """Recording fails inside torch.compile's graphs (torch 2.13, a small EM net: the recorded step
+        stops with an AttributeError inside torch._dynamo, and σ_t's double backward is not
+        supported there): refuse before any hook, with what to do instead."""
+        if any(is_compiled(m) for m in wrappers(model)):
+            raise ConfigError("gradlab.watch: this model is compiled (torch.compile), and recording fails inside "
+                              "compiled graphs: watch and train the eager module (model._orig_mod) while "
+                              "recording, and compile when you are not recording")
+
+    @staticmethod
     def _refuse_if_watched(model: nn.Module) -> None:
         if any(m in _WATCHED for m in model.modules()):
             raise RuntimeError(
@@ -315,6 +370,14 @@ def _to_host(tensors: list[torch.Tensor]) -> list[float]:
             n = len(tensors[i])
             parts[i], flat = flat[:n], flat[n:]
     return [v for part in parts for v in part]
+
+
+def _step_log(log: Callable[[dict[str, float], int], object], iterations: bool):
+    """The hook that turns a step's rows into `log(metrics, step)`: gradlab.integrations builds the summary from
+    the records and the analysis, which the recorder must not import at module import time (they import it)."""
+    from gradlab.integrations.metrics import StepLog
+
+    return StepLog(log, iterations=iterations)
 
 
 def watch(model: nn.Module, run_dir: str | Path | None = None, every: int | Schedule = 1, **options) -> Recorder:
