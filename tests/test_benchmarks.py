@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # script: a column header its table prints
 SCRIPTS = {
     "recorder_overhead": "median ms/step",
+    "loops_overhead": "auto, every step",  # the slot-attention example at T = 3 and 7
     "analysis_scale": "peak decay MB",
     "hem_vs_em": "HEM saved MB",
     "em_layer_speed": "layer/ref",

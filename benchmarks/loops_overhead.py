@@ -1,0 +1,125 @@
+"""Loop recording overhead: a training step of the slot-attention example with `watch(loops=...)` on vs off.
+
+The segmenter of examples/slot_attention.py (plain PyTorch, no gradlab inside) at T = 3 and T = 7 iterations,
+trained on random 64 x 64 batches. Modes, per T: "off" (a plain step), the recorder with loops=["the GRU cell"]
+recording every step and every 10th step, and loops="auto" every step (the six submodules slot attention calls T
+times: GRU cell, LayerNorms, query projection, the MLP's layers). The modes and the two T alternate round by round
+in one process, so drift in machine load hits all of them alike. Reported: the median step time per mode and its
+ratio to "off" at the same T. Target (issue 17): <= 1.05 every step, <= 1.01 every 10th.
+
+    python -m benchmarks.loops_overhead            # full run (~2-3 min on 2 CPU cores)
+    python -m benchmarks.loops_overhead --smoke    # seconds; checks that it runs
+    python -m benchmarks.loops_overhead --device cuda
+    python -m benchmarks.loops_overhead --breakdown   # + the recorder without loops (its per-step cost alone)
+                                                      #   and the loop without parameter-group norms
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+
+import torch
+import torch.nn.functional as F
+
+import gradlab
+from benchmarks.common import median, write_json
+from examples.slot_attention import SlotSegmenter
+
+CLASSES = 11
+GRU = "slot_attention.gru"
+MODES = ("off", "every step", "every 10th", "auto, every step")
+#: --breakdown: the recorder with no loop (group norms and the per-step sync only), the loop without group norms
+BREAKDOWN = ("no loops", "loop, no group norms")
+
+
+@contextlib.contextmanager
+def recording(model, mode: str):
+    """The recorder that `mode` switches on; yields it, or None for "off"."""
+    if mode == "off":
+        yield None
+        return
+    options = {
+        "every step": {"loops": [GRU]},
+        "every 10th": {"loops": [GRU], "every": 10},
+        "auto, every step": {"loops": "auto"},
+        "no loops": {},
+        "loop, no group norms": {"loops": [GRU], "groups": {}},
+    }[mode]
+    with gradlab.watch(model, **options) as rec:
+        yield rec
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_round(model, opt, batch, steps: int, mode: str, device) -> list[float]:
+    x, y = batch
+    times = []
+    with recording(model, mode) as rec:
+        for step in range(steps):
+            sync(device)
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            if rec is not None:
+                rec.step(step, loss=loss)
+            sync(device)
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=10, help="steps per mode per round")
+    parser.add_argument("--iterations", type=int, nargs="+", default=[3, 7], help="slot-attention iterations T")
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true", help="2 rounds of 2 steps at 32x32")
+    parser.add_argument("--breakdown", action="store_true", help="also time the recorder with parts switched off")
+    args = parser.parse_args()
+    if args.smoke:
+        args.rounds, args.steps, args.size, args.batch = 2, 2, 32, 2
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    setups = {}
+    for T in args.iterations:
+        torch.manual_seed(0)
+        model = SlotSegmenter(CLASSES, iterations=T).to(device)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        batch = (torch.randn(args.batch, 3, args.size, args.size, device=device),
+                 torch.randint(0, CLASSES, (args.batch, args.size, args.size), device=device))
+        run_round(model, opt, batch, 3, "off", device)  # warm-up
+        setups[T] = (model, opt, batch)
+    modes = MODES + BREAKDOWN if args.breakdown else MODES
+    times: dict[tuple[int, str], list[float]] = {(T, m): [] for T in setups for m in modes}
+    for _ in range(args.rounds):
+        for T, (model, opt, batch) in setups.items():
+            for mode in modes:
+                times[(T, mode)] += run_round(model, opt, batch, args.steps, mode, device)
+    rows = {}
+    for (T, mode), t in times.items():
+        base = median(times[(T, "off")])
+        rows[f"T={T}, {mode}"] = {"T": T, "mode": mode, "median_ms": 1e3 * median(t), "ratio": median(t) / base,
+                                  "steps": len(t)}
+    print(f"loop recording overhead: examples/slot_attention.py SlotSegmenter, {args.size}x{args.size}, batch "
+          f"{args.batch}, {args.device}, {torch.get_num_threads()} threads; loops=[{GRU!r}] unless auto")
+    print(f"{'T':>2} {'mode':<22} {'median ms/step':>15} {'ratio':>7}")
+    for row in rows.values():
+        print(f"{row['T']:>2} {row['mode']:<22} {row['median_ms']:>15.2f} {row['ratio']:>7.3f}")
+    if not args.smoke:
+        name = f"loops_overhead_{device.type}_{args.size}" + ("_breakdown" if args.breakdown else "")
+        path = write_json(name, {"args": vars(args), "results": rows})
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
