@@ -108,6 +108,21 @@ def test_gradient_accumulation_records_once_per_update_as_a_hand_written_loop_do
         assert theirs[(row.layer, row.iteration, row.quantity)] == pytest.approx(row.value, rel=1e-5), row
 
 
+def test_under_fp16_mixed_precision_the_trainers_loss_scale_is_divided_out(tmp_path):
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    plain = trainer(tmp_path / "32", GradlabCallback(every=1, jacobian_every=0, log=False), max_steps=1)
+    fit(plain, Segmenter())
+    fp16 = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu", init_scale=4096))  # CPU: by hand
+    mixed = trainer(tmp_path / "16", GradlabCallback(every=1, jacobian_every=0, log=False), max_steps=1,
+                    plugins=[fp16])
+    fit(mixed, Segmenter())
+    full, half = (gradlab.load_records(f"{t.log_dir}/gradlab") for t in (plain, mixed))
+    assert half.query("quantity == 'amp/scale'").value.tolist() == [4096.0]
+    grad_x = [f.query("quantity == 'grad/x'").sort_values("iteration").value.to_numpy() for f in (full, half)]
+    assert grad_x[1] == pytest.approx(grad_x[0], rel=2e-2)  # fp16 rounding, not the scale of 4096
+
+
 def test_a_resumed_fit_continues_the_step_numbers_and_the_records(tmp_path):
     first = trainer(tmp_path, GradlabCallback(every=1, run_dir=tmp_path / "rec", jacobian_every=0, log=False),
                     max_steps=2, enable_checkpointing=True)

@@ -206,5 +206,5 @@ def _modules_after(statement: str) -> list[str]:
 
 
 def test_the_recorder_does_not_import_the_integrations():
-    assert _modules_after("import gradlab.instrument; import gradlab.train") == []
+    assert _modules_after("import gradlab.instrument") == []
     assert "gradlab.integrations.metrics" in _modules_after("import gradlab.integrations.metrics")
