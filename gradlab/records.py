@@ -128,7 +128,7 @@ def load_records(paths: str | os.PathLike | list) -> pd.DataFrame:
         for part in part_files(path):
             try:
                 tables.append(_read_part(part))
-            except (pa.ArrowException, OSError) as err:
+            except (pa.ArrowException, OSError, UnicodeDecodeError) as err:  # a damaged footer's names: not UTF-8
                 warnings.warn(f"skipping unreadable records part {part}: {err}", stacklevel=2)
     if not tables:
         raise RecordsError(f"no readable records in {', '.join(map(str, paths))}")

@@ -15,7 +15,7 @@ import datetime as dt
 import json
 import platform
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,9 @@ PARTS = "part-*.parquet"
 #: meta.json's `status`: running (or killed while running), complete, stopped (a non-finite loss), failed,
 #: interrupted (SIGINT or SIGTERM; the last checkpoint is kept, `gradlab train --resume` continues it)
 RUN_STATUSES = ("running", "complete", "stopped", "failed", "interrupted")
+#: meta.json's `recorder` in a run directory that `gradlab.watch` made (a user's own loop: no metrics.parquet,
+#: its loss and lr are per-step records)
+RECORDED_BY_WATCH = "gradlab.watch"
 
 
 def part_name(rank: int, index: int) -> str:
@@ -76,6 +79,18 @@ class RunDirectory:
         self.path.mkdir(parents=True, exist_ok=True)
         write_text(self.config_path, config_toml)
         self.write_meta({**meta, "status": "running"})
+
+    def start_recorded(self, settings: Mapping[str, Any], meta: Callable[[], dict[str, Any]]) -> bool:
+        """Make the folder that `gradlab.watch(model, run_dir)` records a user's own training loop into a run
+        directory, so that `gradlab report` and `load_runs` read it: config.toml of the recorder's `settings`
+        (dotted keys), meta.json "running" with the fields `meta()` gives. Only a new or empty folder is made one;
+        False, and nothing written, for a run directory already (`gradlab train` made it) or a folder that holds
+        other files."""
+        if self.is_run or (self.path.exists() and any(self.path.iterdir())):
+            return False
+        self.create("# recorded by gradlab.watch in the user's training loop (not a gradlab train config)\n"
+                    + tables_toml(settings), {**meta(), "recorder": RECORDED_BY_WATCH})
+        return True
 
     def require_run(self) -> None:
         if not self.is_run:
@@ -121,6 +136,42 @@ class RunDirectory:
             raise RecordsError(f"cannot read the config of run {self.path}: {err}") from None
 
 
+def toml_value(v: Any) -> str:
+    """A value as TOML text (what config.toml and `--set` read back as the same value)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return _toml_string(v)
+    return repr(v)
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string in ASCII: quote, backslash, control characters (DEL included) and every non-ASCII
+    character escaped as \\uXXXX or \\UXXXXXXXX (json.dumps would write a surrogate pair, which TOML refuses)."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif code < 0x20 or code >= 0x7F:
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def tables_toml(flat: Mapping[str, Any]) -> str:
+    """Dotted keys {"record.every": 1, "seed": 0} as TOML text: top-level keys first, then one table per prefix."""
+    top = [f"{k} = {toml_value(v)}" for k, v in flat.items() if "." not in k]
+    tables: dict[str, list[str]] = {}
+    for key, value in flat.items():
+        if "." in key:
+            table, name = key.split(".", 1)
+            tables.setdefault(table, []).append(f"{name} = {toml_value(value)}")
+    blocks = (["\n".join(top)] if top else []) + [f"[{t}]\n" + "\n".join(lines) for t, lines in tables.items()]
+    return "\n\n".join(blocks) + "\n"
+
+
 def flat_keys(table: Mapping[str, Any]) -> dict[str, Any]:
     """A config's tables as dotted keys: {"seed": 0, "model": {"kind": "hem"}} → {"seed": 0, "model.kind": "hem"}.
     One level of tables, as in config.toml; for a `Config` pass `dataclasses.asdict(config)`."""
@@ -133,7 +184,7 @@ def flat_keys(table: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def run_meta(*, seed: int, device: str, world: int) -> dict[str, Any]:
+def run_meta(*, seed: int | None, device: str, world: int) -> dict[str, Any]:
     """Versions, seed, the git revision of the user's working directory and the device: what it takes to
     reproduce the run (torch's version is added by the trainer, which imports it)."""
     import gradlab

@@ -16,7 +16,7 @@ import pandas as pd
 
 from gradlab.errors import RecordsError
 from gradlab.records import SCHEMA, load_records, to_frame
-from gradlab.run_dir import RunDirectory
+from gradlab.run_dir import RECORDED_BY_WATCH, RunDirectory
 
 Paths = str | os.PathLike | Iterable[str | os.PathLike]
 CATEGORICAL = ("run", "layer", "quantity", "status")
@@ -94,7 +94,11 @@ def load_metrics(paths: Paths, config: str | Sequence[str] = "all", missing: str
 
 
 def _read_metrics(run_dir: Path) -> pd.DataFrame:
-    path = RunDirectory(run_dir).metrics_path
+    run = RunDirectory(run_dir)
+    path = run.metrics_path
+    if not path.is_file() and run.meta().get("recorder") == RECORDED_BY_WATCH:
+        return pd.DataFrame({"step": pd.Series(dtype="int64"), "name": pd.Series(dtype=object),
+                             "value": pd.Series(dtype="float64")})  # its loss is in the records
     if not path.is_file():
         raise RecordsError(f"no metrics in run {run_dir} (metrics.parquet is written at the first "
                            "checkpoint): train longer or leave this run out")

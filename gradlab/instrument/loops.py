@@ -6,7 +6,7 @@ Call c = 1..n of a watched module within one forward of the watched model is ite
 path (the count restarts at each forward of the model: a forward pre-hook on the root). Per call, through the
 recorder's taps (its schedule, statuses, norms, one host sync per step):
 
-- `grad/out`  ‖∂L/∂output_c‖: the call's tensor outputs (all of a tuple's tensors as one norm);
+- `grad/out`  ‖∂L/∂output_c‖: the call's tensor outputs (all tensors of a tuple, also nested, as one norm);
 - `grad/in`   ‖∂L/∂input_c‖ of the call's first tensor argument, measured on an alias made for that call (an
               identity view), so it is the gradient that flows through call c even when every call gets the same
               tensor.
@@ -119,10 +119,8 @@ class Loops:
         if not self._active:
             return
         loop = self._layer[module]
-        outputs = output if isinstance(output, (tuple, list)) else (output,)
-        for tensor in outputs:  # several tensors: their norms add in quadrature under one key
-            if isinstance(tensor, torch.Tensor):
-                self.recorder.tap(tensor, "grad/out", self._calls[loop], loop, False)
+        for tensor in _tensors(output):  # several tensors: their norms add in quadrature under one key
+            self.recorder.tap(tensor, "grad/out", self._calls[loop], loop, False)
 
     def remove(self) -> None:
         for handle in self._handles:
@@ -176,6 +174,18 @@ def _suggest(entry, by_name: dict[str, nn.Module]) -> str:
     if close:
         return "did you mean " + " or ".join(repr(n) for n in close) + "?"
     return "paths are those of model.named_modules(), e.g. " + ", ".join(repr(n) for n in names[:4])
+
+
+def _tensors(output):
+    """The tensors of a call's output, also inside nested tuples, lists and dicts (nn.LSTM: (out, (h, c)))."""
+    if isinstance(output, torch.Tensor):
+        yield output
+    elif isinstance(output, (tuple, list)):
+        for item in output:
+            yield from _tensors(item)
+    elif isinstance(output, dict):
+        for item in output.values():
+            yield from _tensors(item)
 
 
 def _contains_any(module: nn.Module, modules: set[nn.Module]) -> bool:

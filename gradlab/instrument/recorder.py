@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from gradlab import taps as tap_module
@@ -36,7 +37,7 @@ from gradlab.instrument.norms import cosine, l2_norm
 from gradlab.instrument.schedules import Schedule, as_schedule
 from gradlab.parallel import current_rank, is_compiled, unwrap, wrappers
 from gradlab.records import AGREEMENT, RecordBuffer, write_part
-from gradlab.run_dir import RECORDS, part_name, rank_parts
+from gradlab.run_dir import RECORDS, RunDirectory, now, part_name, rank_parts, run_meta
 from gradlab.taps import TracedLayer
 
 Key = tuple[str, str, "int | None"]  # (layer, quantity, iteration)
@@ -100,7 +101,24 @@ class Recorder:
         self._reset_pending()
         self._closed = False
         _WATCHED.update([model, *self.layers])
+        #: run_dir made a run directory by this recorder (its meta.json status is ours to finish)
+        self._own_run = self.enabled and self.run_dir is not None and RunDirectory(self.run_dir).start_recorded(
+            self._settings(every, loops), self._meta)
         self._open(start_step)
+
+    def _settings(self, every, loops) -> dict:
+        """What this recorder records, as the config.toml of a run directory it makes (RunDirectory.start_recorded)."""
+        def names(items) -> str:  # a list as one text value: config columns hold scalars
+            return ", ".join(items)
+
+        return {"model.class": type(self.model).__name__, "record.layers": names(self.names[m] for m in self.layers),
+                "record.loops": "auto" if isinstance(loops, str) else names(self.loops),
+                "record.every": every if isinstance(every, int) else "custom", "record.groups": names(self.groups)}
+
+    def _meta(self) -> dict:
+        device = next((str(p.device) for p in self.model.parameters()), "cpu")
+        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        return {**run_meta(seed=None, device=device, world=world), "torch": torch.__version__}
 
     @property
     def loops(self) -> list[str]:
@@ -319,8 +337,10 @@ class Recorder:
                                "run_dir (or delete its records/), or pass append=True to continue that run")
         return int(existing[-1].stem.rsplit("-", 1)[1]) + 1 if existing else 0
 
-    def close(self) -> None:
-        """Flush, remove every hook, restore the layers' tracing flags. Safe to call twice."""
+    def close(self, status: str = "complete") -> None:
+        """Flush, remove every hook, restore the layers' tracing flags; in a run directory that this recorder
+        made, meta.json gets `status` (the `with` block sets "failed" or "interrupted" when an exception, or
+        Ctrl-C, leaves it). Safe to call twice."""
         if self._closed:
             return
         self._closed, self._recording = True, False
@@ -332,12 +352,14 @@ class Recorder:
             layer.tracing = tracing
         _WATCHED.difference_update([self.model, *self.layers])
         self.flush()
+        if self._own_run:
+            RunDirectory(self.run_dir).update_meta(status=status, finished=now())
 
     def __enter__(self) -> Recorder:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, kind, error, traceback) -> None:
+        self.close("complete" if kind is None else "interrupted" if issubclass(kind, KeyboardInterrupt) else "failed")
 
     @staticmethod
     def _refuse_if_compiled(model: nn.Module) -> None:

@@ -73,14 +73,14 @@ class GradlabCallback(Callback):
         self._detach()
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        self._detach()
+        self._detach("interrupted" if isinstance(exception, KeyboardInterrupt) else "failed")
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         self._detach()
 
-    def _detach(self) -> None:
+    def _detach(self, status: str = "complete") -> None:
         if self.recorder is not None:
-            self.recorder.close()
+            self.recorder.close(status)
             self.recorder = None
 
     # -- steps -----------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from gradlab.errors import ConfigError
 from gradlab.layers import GRAD_MODES, EMSpec
 from gradlab.layers.kernels import KERNELS
 from gradlab.models.segnet import MODEL_KINDS
-from gradlab.run_dir import RunDirectory
+from gradlab.run_dir import RunDirectory, toml_value
 
 
 def key(default: Any, help: str, allowed: str = "", check=None) -> Any:
@@ -303,30 +303,6 @@ def to_toml(config: Config) -> str:
             top.append(line)
     blocks = ["\n".join(top)] + [f"[{s}]\n" + "\n".join(lines) for s, lines in tables]
     return "\n\n".join(blocks) + "\n"
-
-
-def toml_value(v: Any) -> str:
-    """A value as TOML text (what config.toml and `--set` read back as the same value)."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return _toml_string(v)
-    return repr(v)
-
-
-def _toml_string(text: str) -> str:
-    """A TOML basic string in ASCII: quote, backslash, control characters (DEL included) and every non-ASCII
-    character escaped as \\uXXXX or \\UXXXXXXXX (json.dumps would write a surrogate pair, which TOML refuses)."""
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif code < 0x20 or code >= 0x7F:
-            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
 
 
 def describe_keys() -> str:

@@ -165,6 +165,36 @@ def test_keyword_inputs_and_tuple_outputs():
     assert per_call(rec.frame(), "cell", "grad/out")[0] == pytest.approx(want_out, rel=1e-10)
 
 
+def test_nested_tuple_outputs_count_all_their_tensors():
+    class Stack(nn.Module):  # nn.LSTM returns (out, (h, c)); the state goes on to the next call
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(3, 4, batch_first=True)
+
+        def forward(self, x):
+            state, outs = None, []
+            for _ in range(3):
+                out, state = self.lstm(x, state)
+                outs.append(out)
+            return state[0].sum() + outs[-1].pow(2).sum()
+
+    torch.manual_seed(3)
+    net = Stack().double()
+    x = torch.randn(2, 5, 3, dtype=torch.float64)
+    with gradlab.watch(net, loops=["lstm"]) as rec:
+        net(x).backward()
+        rec.step(0)
+    got, status = per_call(rec.frame(), "lstm", "grad/out")
+    state, produced = None, []
+    for _ in range(3):
+        out, state = net.lstm(x, state)
+        produced.append((out, *state))
+    loss = state[0].sum() + out.pow(2).sum()
+    grads = torch.autograd.grad(loss, [t for call in produced for t in call], allow_unused=True)
+    want = [math.sqrt(sum(float(g.norm()) ** 2 for g in grads[3 * c:3 * c + 3] if g is not None)) for c in range(3)]
+    assert status == ["ok"] * 3 and got == pytest.approx(want, rel=1e-10)
+
+
 def test_a_module_list_is_one_loop_of_untied_iterations():
     torch.manual_seed(2)
 

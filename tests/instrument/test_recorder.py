@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 import gradlab
 import gradlab.parallel
 from gradlab.analysis.decay import is_gradient_norm
+from gradlab.run_dir import RunDirectory
 from tests.instrument.conftest import make_net
 
 
@@ -172,3 +174,62 @@ def test_rank_and_run_columns(batch, tmp_path):
     frame = rec.frame()
     assert set(frame.run) == {"my-run"} and set(frame["rank"]) == {0}
     assert set(frame.layer) >= {"ema.em", "stem", "ema", "classifier", ""}
+
+
+class _Loop(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.cell = torch.nn.GRUCell(3, 3)
+
+    def forward(self, x):
+        h = torch.zeros(x.shape[1], 3)
+        for x_t in x:
+            h = self.cell(x_t, h)
+        return h.pow(2).sum()
+
+
+def _record(run_dir, steps: int = 12, fail: type[BaseException] | None = None, status: str = "running"):
+    torch.manual_seed(0)
+    model, x = _Loop(), torch.randn(4, 2, 3, requires_grad=True)
+    with gradlab.watch(model, run_dir, loops=["cell"]) as rec:
+        for step in range(steps):
+            model(x).backward()
+            rec.step(step)
+            assert RunDirectory(run_dir).status == status  # while it records
+        if fail is not None:
+            raise fail("stop")
+
+
+def test_a_new_run_dir_becomes_a_run_directory_that_the_report_reads(tmp_path):
+    from gradlab.report import build_report
+
+    run = tmp_path / "own-loop"
+    _record(run)
+    meta = RunDirectory(run).meta()
+    assert meta["status"] == "complete" and meta["recorder"] == "gradlab.watch" and meta["torch"] == torch.__version__
+    config = RunDirectory(run).flat_config()
+    assert config == {"model.class": "_Loop", "record.layers": "", "record.loops": "cell", "record.every": 1,
+                      "record.groups": "cell"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "no metrics" warning: a watched run keeps its loss in the records
+        html = build_report([run], tmp_path / "report").html.read_text()
+    assert "cell" in html and "Gradient reaching each iteration (watched loops)" in html
+
+
+@pytest.mark.parametrize("error, status", [(ValueError, "failed"), (KeyboardInterrupt, "interrupted")])
+def test_an_exception_leaving_the_with_block_is_the_run_s_status(tmp_path, error, status):
+    with pytest.raises(error):
+        _record(tmp_path / "run", steps=2, fail=error)
+    assert RunDirectory(tmp_path / "run").status == status
+
+
+def test_a_run_directory_of_gradlab_train_or_a_foreign_folder_is_left_as_it_is(tmp_path):
+    made = tmp_path / "made"
+    RunDirectory(made).create("seed = 0\n", {"seed": 0})  # as gradlab train does before it watches
+    _record(made, steps=2)
+    assert RunDirectory(made).status == "running" and RunDirectory(made).flat_config() == {"seed": 0}
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    _record(foreign, steps=2, status="unknown")
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt", "records"]
