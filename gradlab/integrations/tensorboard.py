@@ -21,8 +21,10 @@ import pandas as pd
 from gradlab.errors import GradlabError
 from gradlab.integrations.metrics import PREFIX, iteration_key, summary
 
-#: the layout's charts and the tags of metrics.parquet's numbers (loss, lr, miou, ...) in an export
+#: the tags of metrics.parquet's numbers (loss, lr, miou, ...) in an export: metrics/<name>
 METRICS_PREFIX = "metrics"
+#: the per-step quantities of the records exported as metrics/<name> when a run has no metrics.parquet
+RECORDED_STEP_METRICS = ("loss", "lr")
 
 
 def summary_writer(logdir: str | Path):
@@ -107,9 +109,8 @@ def export_runs(paths, logdir: str | Path) -> list[Path]:
             s = summary(records, iterations=True)
             for key, step, value in zip(s["key"], s["step"], s["value"]):
                 writer.add_scalar(key, value, int(step))
-            for name, step, value in zip(metrics["name"], metrics["step"], metrics["value"]):
-                if pd.notna(value):
-                    writer.add_scalar(f"{METRICS_PREFIX}/{name}", value, int(step))
+            for name, step, value in _step_metrics(metrics, records):
+                writer.add_scalar(f"{METRICS_PREFIX}/{name}", value, int(step))
             charts = layout(s["key"].unique())
             if charts:
                 writer.add_custom_scalars(charts)
@@ -117,3 +118,14 @@ def export_runs(paths, logdir: str | Path) -> list[Path]:
         finally:
             writer.close()
     return targets
+
+
+def _step_metrics(metrics: pd.DataFrame, records: pd.DataFrame):
+    """(name, step, value) of metrics.parquet, or of the records' per-step loss and lr where a run has no
+    metrics.parquet (a run directory that `gradlab.watch(run_dir=...)` made in a user's own loop)."""
+    if metrics.empty:
+        rows = records[(records["layer"] == "").to_numpy() & records["quantity"].isin(RECORDED_STEP_METRICS).to_numpy()
+                       & (records["status"] == "ok").to_numpy()]
+        metrics = pd.DataFrame({"name": rows["quantity"].astype(str), "step": rows["step"], "value": rows["value"]})
+    keep = metrics["value"].notna().to_numpy()
+    return zip(metrics["name"][keep], metrics["step"][keep], metrics["value"][keep])

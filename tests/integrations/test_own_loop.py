@@ -42,6 +42,20 @@ def test_fp16_with_a_grad_scaler_accumulation_and_a_dict_tracker(tmp_path):
     assert metric_key("cell", "grad/in", "t8") in tracker["0"]
 
 
+def test_its_run_directory_exports_to_tensorboard_with_the_recorded_loss(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from gradlab.cli import main
+
+    run("--amp", "off", "--accumulate", "1", "--out", str(tmp_path / "run"))
+    assert main(["export", "tensorboard", str(tmp_path / "run"), "--logdir", str(tmp_path / "tb")]) == 0
+    acc = EventAccumulator(str(tmp_path / "tb" / "run"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("metrics/loss")] == [0, 2]  # from the records: no metrics.parquet here
+    assert [e.step for e in acc.Scalars(metric_key("cell", "grad/in", "t1"))] == [0, 2]
+
+
 def test_bf16_with_tensorboard_as_the_tracker(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
