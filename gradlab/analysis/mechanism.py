@@ -20,6 +20,8 @@ and on the Jacobian steps (record.jacobian_every), over the iterations t = 1..Tâ
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -76,10 +78,21 @@ def call_gain(frame: pd.DataFrame) -> pd.Series:
     if rows["quantity"].nunique() < 2:
         return pd.Series(dtype=float, index=_wide(rows.iloc[:0], ["quantity"]).index)
     wide = _wide(rows, ["quantity", "iteration"])
+    calls = wide.columns.get_level_values("iteration").unique()
+    grad_in = wide.reindex(columns=pd.MultiIndex.from_product([["grad/in"], calls])).to_numpy()
+    grad_out = wide.reindex(columns=pd.MultiIndex.from_product([["grad/out"], calls])).to_numpy()
+    return pd.Series(geometric_gain(grad_in, grad_out), index=wide.index)
+
+
+def geometric_gain(grad_in: np.ndarray, grad_out: np.ndarray) -> np.ndarray:
+    """Per row, the geometric mean over calls (the last axis) of grad_in / grad_out, over the calls where both are
+    positive and finite (NaN where there is none): a watched loop's per-call gain."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        log_gain = np.log10(wide["grad/in"]) - np.log10(wide["grad/out"])
-    log_gain = log_gain.replace([np.inf, -np.inf], np.nan)
-    return 10.0 ** log_gain.mean(axis=1)
+        log_gain = np.log10(grad_in) - np.log10(grad_out)
+    log_gain = np.where(np.isfinite(log_gain), log_gain, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row without any such call: NaN, not a warning
+        return 10.0 ** np.nanmean(log_gain, axis=-1)
 
 
 def turn_angle(c_rest, r_rest):

@@ -5,14 +5,17 @@
     gradlab/<layer>/<quantity>/t<k>      g_k itself, at iteration k (only with log_iterations=True)
     gradlab/<layer>/gain                 G = ‖∂L/∂X‖ / ‖∂L/∂X̃‖ of an EM layer (MATH.md §9)
     gradlab/<layer>/call_gain            a watched loop's per-call gain (geometric mean over its calls)
-    gradlab/<layer>/regime               the layer's regime at this step alone, as REGIME_CODES numbers it
+    gradlab/<layer>/regime               the layer's regime over the last REGIME_WINDOW recorded steps, as
+                                         REGIME_CODES numbers it (at every REGIME_WINDOW-th recorded step)
     gradlab/amp/skipped                  1 on a step the GradScaler skips (recorded with rec.step(grad_scale=...))
 
 <quantity> is each per-iteration `grad/*` norm the layer records (grad/x, grad/mu, grad/z of an EM layer; grad/in,
-grad/out of a watched loop; a tap's own name). The same frame functions as the analysis compute every number
-(decay for decades and ρ, regime for the regime and the gains), so a tracker's chart and a report agree.
-Values may be NaN (fewer than two ok iterations, no gradient) or ±inf (a dead gradient): the keys stay the same
-from step to step.
+grad/out of a watched loop; a tap's own name). The analysis' own functions compute every number (decay's
+series_metrics for decades and ρ, mechanism's gains, regime's rules over a window of steps), so a tracker's chart
+and a report agree. During training (`StepLog`) the per-step numbers come from the step's rows directly, in well
+under a millisecond; the regime, which judges a window (gradlab.analysis.regime, ~0.1 s a call on a CPU), once
+per window. Values may be NaN (fewer than two ok iterations, no gradient) or ±inf (a dead gradient): the keys
+stay the same from step to step, the regime's from window to window.
 """
 
 from __future__ import annotations
@@ -23,21 +26,23 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from gradlab.analysis.decay import decay, iteration_gradients
+from gradlab.analysis.decay import decay, is_gradient_norm, iteration_gradients, series_metrics
+from gradlab.analysis.mechanism import geometric_gain, step_mechanism
 from gradlab.analysis.regime import REGIMES, regime
-from gradlab.records import INPUT_GRADIENT, RecordBuffer
+from gradlab.records import INPUT_GRADIENT, STATUSES, RecordBuffer
 
 PREFIX = "gradlab"
 #: the regime code logged per layer: the index of each regime in gradlab.analysis.regime.REGIMES
 REGIME_CODES = {name: code for code, name in enumerate(REGIMES)}
-#: the gain logged per layer, by the layer's input gradient: an EM layer's G, a watched loop's per-call gain
-GAINS = dict(zip(INPUT_GRADIENT, ("gain", "call_gain")))
 #: the per-step quantities a summary carries as they are (gradlab/<quantity>)
 STEP_QUANTITIES = ("amp/skipped",)
+#: recorded steps per regime verdict: the regime is a majority over a window of steps (gradlab.analysis.regime)
+REGIME_WINDOW = 50
 #: the columns of `summary`
 SUMMARY_COLUMNS = ["run", "rank", "step", "key", "value"]
 _ITERATION = re.compile(rf"^{PREFIX}/(?P<layer>[^/]+)/(?P<quantity>.+)/t(?P<t>\d+)$")
 _STEP = ["run", "rank", "step"]
+_STATUS_CODES = {status: code for code, status in enumerate(STATUSES)}
 
 
 def metric_key(layer: str, quantity: str | None, name: str) -> str:
@@ -54,8 +59,9 @@ def iteration_key(key: str) -> tuple[str, str, int] | None:
 
 def summary(frame: pd.DataFrame, iterations: bool = False) -> pd.DataFrame:
     """The summary of every (run, rank, step) of a records frame, long: SUMMARY_COLUMNS, one row per key (the
-    module docstring). `iterations` adds each per-iteration gradient norm as .../t<k>."""
-    parts = [_decay_metrics(frame), _regime_metrics(frame), _step_quantities(frame)]
+    module docstring; the regime at the last step of each window of REGIME_WINDOW recorded steps, as `StepLog`
+    logs it). `iterations` adds each per-iteration gradient norm as .../t<k>."""
+    parts = [_decay_metrics(frame), _gain_metrics(frame), _regime_metrics(frame), _step_quantities(frame)]
     if iterations:
         parts.append(_iteration_values(frame))
     parts = [p for p in parts if len(p)]
@@ -66,22 +72,71 @@ def summary(frame: pd.DataFrame, iterations: bool = False) -> pd.DataFrame:
     return out.sort_values(["run", "rank", "step"], kind="stable").reset_index(drop=True)
 
 
-def step_metrics(frame: pd.DataFrame, iterations: bool = False) -> dict[str, float]:
-    """The summary of a frame that holds one recorded step (a recorder's step rows) as {key: value}."""
-    s = summary(frame, iterations)
-    return dict(zip(s["key"], s["value"].astype(float)))
+def step_metrics(rows: Sequence[tuple], iterations: bool = False) -> dict[str, float]:
+    """The per-step summary (all but the regime) of one recorded step's rows, the recorder's tuples (run, step,
+    layer, iteration, quantity, value, status, rank), without pandas: what `StepLog` logs at every step."""
+    metrics: dict[str, float] = {}
+    series: dict[tuple[str, str], dict[int, tuple[float, int]]] = {}
+    per_layer: dict[tuple[str, str], float] = {}
+    for _, _, layer, t, quantity, value, status, _ in rows:
+        if not layer:
+            if quantity in STEP_QUANTITIES:
+                metrics[metric_key("", None, quantity)] = float(value)
+        elif t is None:
+            if status == "ok":
+                per_layer[(layer, quantity)] = value
+        elif is_gradient_norm(quantity):
+            series.setdefault((layer, quantity), {})[t] = (value, _STATUS_CODES[status])
+            if iterations:
+                metrics[metric_key(layer, quantity, f"t{t}")] = float(value)
+    if series:
+        names = list(series)
+        width = max(max(s) for s in series.values()) + 1
+        values, status = np.full((len(names), width), np.nan), np.full((len(names), width), -1, dtype=np.int8)
+        for i, name in enumerate(names):
+            for t, (value, code) in series[name].items():
+                values[i, t], status[i, t] = value, code
+        numbers = series_metrics(values, status)
+        for i, (layer, quantity) in enumerate(names):
+            for metric in ("decades", "rho"):
+                metrics[metric_key(layer, quantity, metric)] = float(numbers[metric][i])
+        for layer in {layer for layer, quantity in names if quantity == "grad/in"}:
+            inputs, outputs = (values[names.index((layer, q))] if (layer, q) in series else np.full(width, np.nan)
+                               for q in ("grad/in", "grad/out"))
+            ok = [status[names.index((layer, q))] == 0 if (layer, q) in series else np.zeros(width, bool)
+                  for q in ("grad/in", "grad/out")]
+            both = ok[0] & ok[1]
+            metrics[metric_key(layer, None, "call_gain")] = float(geometric_gain(inputs[both], outputs[both]))
+    for layer in {layer for layer, _ in per_layer}:
+        if (layer, "grad/x_total") in per_layer and (layer, "grad/out") in per_layer:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                metrics[metric_key(layer, None, "gain")] = float(
+                    np.float64(per_layer[(layer, "grad/x_total")]) / per_layer[(layer, "grad/out")])
+    return metrics
 
 
 class StepLog:
-    """The recorder's hook for `watch(log=...)`: each recorded step's rows → `log(metrics, step)`."""
+    """The recorder's hook for `watch(log=...)`: each recorded step's rows → `log(metrics, step)`, with the
+    regime of the last REGIME_WINDOW recorded steps at every REGIME_WINDOW-th one."""
 
-    def __init__(self, log: Callable[[dict[str, float], int], object], iterations: bool = False):
-        self.log, self.iterations = log, iterations
+    def __init__(self, log: Callable[[dict[str, float], int], object], iterations: bool = False,
+                 window: int = REGIME_WINDOW):
+        self.log, self.iterations, self.window = log, iterations, window
+        self._rows: list[tuple] = []  # the window's rows so far
+        self._steps = 0
 
     def __call__(self, rows: Sequence[tuple], step: int) -> None:
-        buffer = RecordBuffer()
-        buffer.extend(list(rows))
-        self.log(step_metrics(buffer.frame(), self.iterations), step)
+        metrics = step_metrics(rows, self.iterations)
+        self._rows.extend(rows)
+        self._steps += 1
+        if self._steps % self.window == 0:
+            buffer = RecordBuffer()
+            buffer.extend(self._rows)
+            self._rows = []
+            verdicts = regime(buffer.frame(), fraction=1.0)
+            metrics |= {metric_key(str(r.layer), None, "regime"): float(REGIME_CODES[r.regime])
+                        for r in verdicts.itertuples(index=False)}
+        self.log(metrics, step)
 
 
 def _keys(rows: pd.DataFrame, layer, quantity, name) -> pd.DataFrame:
@@ -105,43 +160,47 @@ def _decay_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def _regime_metrics(frame: pd.DataFrame) -> pd.DataFrame:
-    """regime, and gain (an EM layer) or call_gain (a watched loop), per step and layer, from `step_regimes`."""
-    r = step_regimes(frame)
-    if r.empty:
-        return r.iloc[:0]
-    parts = [_keys(r, r["layer"], [None] * len(r), ["regime"] * len(r)).assign(
-        value=r["regime"].map(REGIME_CODES).to_numpy(dtype=np.float64))]
-    for quantity, gain in GAINS.items():
-        rows = r[(r["input_gradient"] == quantity).to_numpy()]
-        parts.append(_keys(rows, rows["layer"], [None] * len(rows), [gain] * len(rows)).assign(
-            value=rows[gain].to_numpy(dtype=np.float64)))
+def _gain_metrics(frame: pd.DataFrame) -> pd.DataFrame:
+    """gain (an EM layer, where grad/x_total and grad/out are ok) and call_gain (a watched loop) per step."""
+    m = step_mechanism(frame)
+    loops = set(frame.loc[(frame["quantity"] == "grad/in").to_numpy(), "layer"].astype(str))
+    layer = m["layer"].astype(str)
+    parts = []
+    for name, rows in (("gain", m[m["gain"].notna().to_numpy() & ~layer.isin(loops).to_numpy()]),
+                       ("call_gain", m[layer.isin(loops).to_numpy()])):
+        parts.append(_keys(rows, rows["layer"], [None] * len(rows), [name] * len(rows)).assign(
+            value=rows[name].to_numpy(dtype=np.float64)))
     return pd.concat(parts, ignore_index=True)
 
 
-def step_regimes(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per (run, rank, step, layer): `regime`, `reason`, `gain`, `call_gain` of that step alone, and the layer's
-    `input_gradient` (grad/x of an EM layer, grad/in of a watched loop).
+def _regime_metrics(frame: pd.DataFrame) -> pd.DataFrame:
+    """regime per layer at the last step of each window (`window_regimes`)."""
+    r = window_regimes(frame)
+    return _keys(r, r["layer"], [None] * len(r), ["regime"] * len(r)).assign(
+        value=r["regime"].map(REGIME_CODES).to_numpy(dtype=np.float64))
 
-    gradlab.analysis.regime judges a window of a run's steps; here every (run, step) is given to it as a run of
-    its own, so that its window is that one step and every verdict comes from the same rules as a report's."""
-    columns = [*_STEP, "layer", "input_gradient", "regime", "reason", "gain", "call_gain"]
-    inputs = frame[frame["quantity"].isin(INPUT_GRADIENT).to_numpy()]
-    if inputs.empty:
+
+def window_regimes(frame: pd.DataFrame, window: int = REGIME_WINDOW) -> pd.DataFrame:
+    """Per (run, rank, layer) and complete window of `window` consecutive recorded steps: `regime` and `reason`
+    of gradlab.analysis.regime over that window, at the window's last `step` (what `StepLog` logs). Each window
+    is given to regime as a run of its own, so every verdict comes from the same rules as a report's."""
+    columns = [*_STEP, "layer", "regime", "reason"]
+    steps = frame[_STEP].drop_duplicates().astype({"run": object}).sort_values(_STEP)
+    steps["window"] = steps.groupby(["run", "rank"]).cumcount() // window
+    full = steps.groupby(["run", "rank", "window"])["step"].transform("size") == window
+    steps = steps[full.to_numpy()].assign(end=lambda f: f.groupby(["run", "rank", "window"])["step"].transform("max"))
+    rows = frame.astype({"run": object}).merge(steps, on=_STEP)
+    if rows.empty or not rows["quantity"].isin(INPUT_GRADIENT).any():
         return pd.DataFrame(columns=columns)
-    pairs = pd.MultiIndex.from_arrays([frame["run"].astype(str), frame["step"].to_numpy()])
-    codes, uniques = pd.factorize(pairs)
-    verdicts = regime(frame.assign(run=pd.Categorical(codes.astype(str))), fraction=1.0)
+    codes, uniques = pd.factorize(pd.MultiIndex.from_arrays([rows["run"], rows["end"]]))
+    verdicts = regime(rows.drop(columns=["window", "end"]).assign(run=pd.Categorical(codes.astype(str))),
+                      fraction=1.0)
     which = verdicts["run"].astype(int).to_numpy()
-    out = pd.DataFrame({"run": pd.Series([uniques[i][0] for i in which], dtype=object),
-                        "rank": verdicts["rank"].to_numpy(dtype=np.int64),
-                        "step": np.array([uniques[i][1] for i in which], dtype=np.int64),
-                        "layer": verdicts["layer"].astype(str).to_numpy()})
-    kind = dict(zip(zip(inputs["run"].astype(str), inputs["layer"].astype(str)), inputs["quantity"].astype(str)))
-    out["input_gradient"] = [kind.get(key) for key in zip(out["run"], out["layer"])]
-    for column in ("regime", "reason", "gain", "call_gain"):
-        out[column] = verdicts[column].to_numpy()
-    return out[columns]
+    return pd.DataFrame({"run": pd.Series([uniques[i][0] for i in which], dtype=object),
+                         "rank": verdicts["rank"].to_numpy(dtype=np.int64),
+                         "step": np.array([uniques[i][1] for i in which], dtype=np.int64),
+                         "layer": verdicts["layer"].astype(str).to_numpy(),
+                         "regime": verdicts["regime"].to_numpy(), "reason": verdicts["reason"].to_numpy()})
 
 
 def _step_quantities(frame: pd.DataFrame) -> pd.DataFrame:

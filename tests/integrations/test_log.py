@@ -15,8 +15,9 @@ from torch import nn
 
 import gradlab
 from gradlab.analysis import decay, regime
+from gradlab.analysis.mechanism import call_gain
 from gradlab.errors import ConfigError
-from gradlab.integrations.metrics import REGIME_CODES, iteration_key, metric_key, step_metrics, summary
+from gradlab.integrations.metrics import REGIME_CODES, REGIME_WINDOW, iteration_key, metric_key, step_metrics, summary
 from gradlab.records import INPUT_GRADIENT
 from tests.instrument.conftest import make_net
 from tests.integrations.conftest import Refiner, em_loss
@@ -55,8 +56,21 @@ def test_log_is_called_once_per_recorded_step_with_stable_keys(batch):
     assert keys[0] == keys[1] == keys[2]
     layer = "ema.em"
     expected = {metric_key(layer, q, name) for q in ("grad/x", "grad/mu", "grad/z") for name in ("decades", "rho")}
-    assert set(keys[0]) == expected | {metric_key(layer, None, "regime"), metric_key(layer, None, "gain")}
+    assert set(keys[0]) == expected | {metric_key(layer, None, "gain")}
     assert all(isinstance(v, float) for _, m in log.calls for v in m.values())
+
+
+def test_the_regime_of_each_window_of_recorded_steps_comes_at_its_last_step(batch):
+    log = Collect()
+    rec = train(make_net(), log, steps=2 * REGIME_WINDOW + 3, batch=batch)
+    key = metric_key("ema.em", None, "regime")
+    assert [step for step, m in log.calls if key in m] == [REGIME_WINDOW - 1, 2 * REGIME_WINDOW - 1]
+    frame = rec.frame()
+    for step, metrics in [(s, m) for s, m in log.calls if key in m]:
+        window = frame[(frame.step > step - REGIME_WINDOW) & (frame.step <= step)]
+        assert metrics[key] == REGIME_CODES[regime(window, fraction=1.0).iloc[0].regime]
+    whole = summary(frame)  # the export's regime rows: the same windows
+    assert whole[whole.key == key].step.tolist() == [REGIME_WINDOW - 1, 2 * REGIME_WINDOW - 1]
 
 
 def test_the_numbers_are_the_analysis_numbers_of_the_steps_rows(batch):
@@ -69,8 +83,6 @@ def test_the_numbers_are_the_analysis_numbers_of_the_steps_rows(batch):
         for q in ("grad/x", "grad/mu", "grad/z"):
             assert close(metrics[metric_key("ema.em", q, "decades")], d.loc[q, "decades"])
             assert close(metrics[metric_key("ema.em", q, "rho")], d.loc[q, "rho"])
-        r = regime(rows, fraction=1.0).iloc[0]
-        assert metrics[metric_key("ema.em", None, "regime")] == REGIME_CODES[r.regime]
         value = rows.set_index(["quantity", "iteration"])["value"]
         gain = value[("grad/x_total", pd.NA)] / value[("grad/out", pd.NA)]
         assert metrics[metric_key("ema.em", None, "gain")] == pytest.approx(gain, rel=1e-12)
@@ -95,9 +107,9 @@ def test_a_watched_loop_logs_its_input_gradient_and_per_call_gain():
         assert math.isfinite(metrics[metric_key(loop, q, "decades")])
         assert [metrics[metric_key(loop, q, f"t{c}")] for c in range(1, 5)] == list(
             rec.frame().query(f"step == {step} and quantity == '{q}'").sort_values("iteration").value)
-    assert metrics[metric_key(loop, None, "call_gain")] > 0
+    gain = call_gain(rec.frame().query(f"step == {step}")).iloc[0]
+    assert metrics[metric_key(loop, None, "call_gain")] == pytest.approx(gain, rel=1e-12) and gain > 0
     assert metric_key(loop, None, "gain") not in metrics
-    assert metrics[metric_key(loop, None, "regime")] in REGIME_CODES.values()
 
 
 def test_regime_codes_number_every_regime_of_the_analysis():
@@ -110,11 +122,14 @@ def test_regime_codes_number_every_regime_of_the_analysis():
 def test_a_summary_of_many_steps_is_the_summary_of_each_step(batch):
     rec = train(make_net(), None, steps=3, batch=batch)
     frame = rec.frame()
-    whole = summary(frame, iterations=True)
+    whole = summary(frame, iterations=True)  # the export's pandas path
     for step in range(3):
-        alone = step_metrics(frame[frame.step == step], iterations=True)
+        rows = frame[frame.step == step]
+        tuples = [(r.run, r.step, r.layer, None if pd.isna(r.iteration) else int(r.iteration), r.quantity, r.value,
+                   r.status, r.rank) for r in rows.itertuples(index=False)]
+        alone = step_metrics(tuples, iterations=True)  # the live path: the step's rows as the recorder holds them
         part = whole[whole.step == step]
-        assert dict(zip(part.key, part.value)) == pytest.approx(alone, nan_ok=True)
+        assert dict(zip(part.key, part.value)) == pytest.approx(alone, nan_ok=True, rel=1e-12)
 
 
 def test_unscheduled_steps_and_other_ranks_log_nothing(batch, monkeypatch):
@@ -193,10 +208,10 @@ def test_a_custom_tap_gets_decades_and_iterations_but_no_regime():
 def test_values_may_be_nan_but_keys_stay(batch):
     """An EM layer with one differentiable iteration: decades and ρ need two, so they are NaN, not missing."""
     log = Collect()
-    train(make_net(grad_iterations=1), log, steps=2, batch=batch)
+    train(make_net(grad_iterations=1), log, steps=REGIME_WINDOW, batch=batch)
     for _, metrics in log.calls:
         assert np.isnan(metrics[metric_key("ema.em", "grad/x", "decades")])
-        assert metrics[metric_key("ema.em", None, "regime")] == REGIME_CODES["one_step"]
+    assert log.calls[-1][1][metric_key("ema.em", None, "regime")] == REGIME_CODES["one_step"]
 
 
 def _modules_after(statement: str) -> list[str]:
