@@ -7,9 +7,11 @@ import datetime as _dt
 import json
 import platform
 import statistics
+import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from gradlab.atomic import write_text
 from gradlab.parallel import available_cpus
@@ -28,6 +30,31 @@ def machine() -> dict:
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
     return info
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed_steps(model, opt, batch, steps: int, recording, device: torch.device, **step_options) -> list[float]:
+    """Seconds of each of `steps` training steps (zero_grad, cross-entropy forward, backward, optimizer step and,
+    when `recording` yields a recorder, rec.step(step, loss=..., **step_options)) inside the `recording` context."""
+    x, y = batch
+    times = []
+    with recording as rec:
+        for step in range(steps):
+            sync(device)
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            if rec is not None:
+                rec.step(step, loss=loss, **step_options)
+            sync(device)
+            times.append(time.perf_counter() - t0)
+    return times
 
 
 def median(values: list[float]) -> float:

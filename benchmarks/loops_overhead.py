@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import time
 
 import torch
-import torch.nn.functional as F
 
 import gradlab
-from benchmarks.common import median, write_json
+from benchmarks.common import median, timed_steps, write_json
 from examples.slot_attention import SlotSegmenter
 
 CLASSES = 11
@@ -51,27 +49,8 @@ def recording(model, mode: str):
         yield rec
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def run_round(model, opt, batch, steps: int, mode: str, device) -> list[float]:
-    x, y = batch
-    times = []
-    with recording(model, mode) as rec:
-        for step in range(steps):
-            sync(device)
-            t0 = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            if rec is not None:
-                rec.step(step, loss=loss)
-            sync(device)
-            times.append(time.perf_counter() - t0)
-    return times
+    return timed_steps(model, opt, batch, steps, recording(model, mode), device)
 
 
 def main() -> None:

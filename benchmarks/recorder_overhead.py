@@ -18,10 +18,9 @@ import time
 from unittest import mock
 
 import torch
-import torch.nn.functional as F
 
 import gradlab
-from benchmarks.common import median, write_json
+from benchmarks.common import median, timed_steps, write_json
 from gradlab.instrument import recorder as recorder_module
 from gradlab.instrument.jacobian import state_jacobian_norms
 from gradlab.layers import EMSpec, ema_unit
@@ -63,27 +62,8 @@ def recording(model, mode: str):
             yield stack.enter_context(gradlab.watch(model, every=every, groups=groups, jacobian_every=0))
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def run_round(model, opt, batch, steps: int, mode: str, device) -> list[float]:
-    x, y = batch
-    times = []
-    with recording(model, mode) as rec:
-        for step in range(steps):
-            sync(device)
-            t0 = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            if rec is not None:
-                rec.step(step, loss=loss, lr=0.01)
-            sync(device)
-            times.append(time.perf_counter() - t0)
-    return times
+    return timed_steps(model, opt, batch, steps, recording(model, mode), device, lr=0.01)
 
 
 def jacobian_cost(model, batch, calls: int) -> float:
