@@ -304,5 +304,6 @@ def test_record_part_names_cannot_escape_the_run_directory(name, tmp_path):
             net(x).sum().backward()
             rec.step(step)
     written = files_under(tmp_path)
-    assert written and all(p.parent == run_dir / "records" and p.name.startswith("part-r000-") for p in written)
+    parts = [p for p in written if p.parent == run_dir / "records" and p.name.startswith("part-r000-")]
+    assert parts and set(written) - set(parts) == {run_dir / "config.toml", run_dir / "meta.json"}  # a new run dir
     assert set(gradlab.load_records(run_dir)["run"]) == {name}  # the name is data, never a path
