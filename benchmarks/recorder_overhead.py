@@ -21,15 +21,17 @@ import torch
 
 import gradlab
 from benchmarks.common import median, timed_steps, write_json
+from gradlab.analysis import regime
 from gradlab.instrument import recorder as recorder_module
 from gradlab.instrument.jacobian import state_jacobian_norms
+from gradlab.integrations.metrics import REGIME_WINDOW
 from gradlab.layers import EMSpec, ema_unit
 from gradlab.models import build_model, parameter_groups
 
 MODES = ("off", "every step", "every 10th")
 #: --breakdown: which part costs what. "no mechanism" drops the per-step quantities of MATH.md §9 that cost more
 #: than one hook: the EMA unit's two branch aliases and the agreement (grad/x_cos, grad/x_rest)
-BREAKDOWN = ("trace only", "no diagnostics", "no group norms", "no mechanism")
+BREAKDOWN = ("trace only", "no diagnostics", "no group norms", "no mechanism", "log=")
 
 
 def _switched_off(mode: str):
@@ -59,7 +61,8 @@ def recording(model, mode: str):
             for patch in _switched_off(mode):
                 stack.enter_context(patch)
             # σ_t has its own sparse schedule, timed on its own below (jacobian_cost)
-            yield stack.enter_context(gradlab.watch(model, every=every, groups=groups, jacobian_every=0))
+            log = (lambda metrics, step: None) if mode == "log=" else None  # the tracker itself costs nothing
+            yield stack.enter_context(gradlab.watch(model, every=every, groups=groups, jacobian_every=0, log=log))
 
 
 def run_round(model, opt, batch, steps: int, mode: str, device) -> list[float]:
@@ -76,6 +79,19 @@ def jacobian_cost(model, batch, calls: int) -> float:
     for _ in range(calls):
         t0 = time.perf_counter()
         [v.sum().item() for _, _, v in state_jacobian_norms(layer, trace)]
+        times.append(time.perf_counter() - t0)
+    return median(times)
+
+
+def regime_window_cost(model, opt, batch, device, calls: int) -> float:
+    """Median seconds of the regime verdict that `log=` computes once per REGIME_WINDOW recorded steps."""
+    with gradlab.watch(model, groups=parameter_groups, jacobian_every=0) as rec:
+        timed_steps(model, opt, batch, REGIME_WINDOW, contextlib.nullcontext(rec), device)
+    frame = rec.frame()
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        regime(frame, fraction=1.0)
         times.append(time.perf_counter() - t0)
     return median(times)
 
@@ -120,6 +136,10 @@ def main() -> None:
     for mode, row in rows.items():
         print(f"{mode:<16} {row['median_ms']:>15.2f} {row['ratio']:>7.3f}")
     if args.breakdown:
+        window = regime_window_cost(model, opt, batch, device, 3 if args.smoke else 5)
+        rows["log= regime window"] = {"median_ms": 1e3 * window, "per_recorded_step_ms": 1e3 * window / REGIME_WINDOW}
+        print(f"log=: the regime of one window of {REGIME_WINDOW} recorded steps: {1e3 * window:.0f} ms, "
+              f"{1e3 * window / REGIME_WINDOW:.2f} ms per recorded step (the 'log=' row above is the rest)")
         cost = jacobian_cost(model, batch, 3 if args.smoke else 20)
         rows["σ_t estimate"] = {"median_ms": 1e3 * cost, "per_step_at_100_ms": 10 * cost}
         print(f"one σ_t estimate (T = {args.iterations}, {gradlab.instrument.jacobian.JACOBIAN_IMAGES} images, "
