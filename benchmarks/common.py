@@ -57,6 +57,27 @@ def timed_steps(model, opt, batch, steps: int, recording, device: torch.device, 
     return times
 
 
+def step_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every training-step overhead benchmark takes (rounds, steps, size, batch, device, threads,
+    --smoke, --breakdown); `smoke_sized` applies --smoke after parsing."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=10, help="steps per mode per round")
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true", help="2 rounds of 2 steps at 32x32")
+    parser.add_argument("--breakdown", action="store_true", help="also time the recorder with parts switched off")
+    return parser
+
+
+def smoke_sized(args: argparse.Namespace) -> argparse.Namespace:
+    if args.smoke:
+        args.rounds, args.steps, args.size, args.batch = 2, 2, 32, 2
+    return args
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

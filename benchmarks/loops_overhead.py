@@ -16,13 +16,12 @@ ratio to "off" at the same T. Target (issue 17): <= 1.05 every step, <= 1.01 eve
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 
 import torch
 
 import gradlab
-from benchmarks.common import median, timed_steps, write_json
+from benchmarks.common import median, smoke_sized, step_parser, timed_steps, write_json
 from examples.slot_attention import SlotSegmenter
 
 CLASSES = 11
@@ -54,19 +53,9 @@ def run_round(model, opt, batch, steps: int, mode: str, device) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=12)
-    parser.add_argument("--steps", type=int, default=10, help="steps per mode per round")
+    parser = step_parser(__doc__)
     parser.add_argument("--iterations", type=int, nargs="+", default=[3, 7], help="slot-attention iterations T")
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--smoke", action="store_true", help="2 rounds of 2 steps at 32x32")
-    parser.add_argument("--breakdown", action="store_true", help="also time the recorder with parts switched off")
-    args = parser.parse_args()
-    if args.smoke:
-        args.rounds, args.steps, args.size, args.batch = 2, 2, 32, 2
+    args = smoke_sized(parser.parse_args())
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     setups = {}

@@ -12,7 +12,6 @@ Reported: the median step time per mode and its ratio to "off". Target: <= 1.05 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import time
 from unittest import mock
@@ -20,7 +19,7 @@ from unittest import mock
 import torch
 
 import gradlab
-from benchmarks.common import median, timed_steps, write_json
+from benchmarks.common import median, smoke_sized, step_parser, timed_steps, write_json
 from gradlab.analysis import regime
 from gradlab.instrument import recorder as recorder_module
 from gradlab.instrument.jacobian import state_jacobian_norms
@@ -97,22 +96,12 @@ def regime_window_cost(model, opt, batch, device, calls: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=12)
-    parser.add_argument("--steps", type=int, default=10, help="steps per mode per round")
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=8)
+    parser = step_parser(__doc__)
     parser.add_argument("--iterations", type=int, default=6)
     parser.add_argument("--bases", type=int, default=16)
     parser.add_argument("--backbone", default="tiny")
     parser.add_argument("--channels", type=int, default=None, help="head / EM width (default: the backbone's)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--smoke", action="store_true", help="2 rounds of 2 steps at 32x32")
-    parser.add_argument("--breakdown", action="store_true", help="also time the recorder with parts switched off")
-    args = parser.parse_args()
-    if args.smoke:
-        args.rounds, args.steps, args.size, args.batch = 2, 2, 32, 2
+    args = smoke_sized(parser.parse_args())
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
