@@ -68,7 +68,7 @@ def compare(frame: pd.DataFrame, by: Sequence[str] = COMPARE_BY, quantity: str |
     runs = per_run(frame, by, quantity, window, fraction, how)
     if metrics is not None:
         runs = runs.merge(final_metric(metrics).reset_index(), on="run", how="left")
-    recorded = set(frame["quantity"].astype(str).unique())
+    recorded = set(map(str, frame["quantity"].unique()))
     named = ", ".join(q for q in of_names(quantity) if q in recorded)  # e.g. grad/x, without the absent grad/in
     groups = [*by, "layer"]
     rows = []

@@ -44,6 +44,7 @@ class Loops:
         self.paths: list[str] = []  # what is watched, as module paths (rec.loops)
         self._layer: dict[nn.Module, nn.Module] = {}  # called module → the loop (itself or its ModuleList)
         self._handles: list = []
+        self._discovery: list = []  # the counting hooks of loops="auto" until its first forward ends
         self._calls: dict[nn.Module, int] = defaultdict(int)
         self._active = False  # this forward of the root is recorded (recording, grad enabled)
         self._counting = self.auto
@@ -73,6 +74,8 @@ class Loops:
 
     def _discover(self) -> None:
         """Count one forward's calls of every parameterised submodule, then watch the repeated innermost ones."""
+        for handle in self._discovery:  # a discovery forward that raised: count this forward afresh
+            handle.remove()
         counted = [m for m in self.model.modules() if m is not self.model and next(m.parameters(), None) is not None]
         counts: dict[nn.Module, int] = defaultdict(int)
 
@@ -82,9 +85,9 @@ class Loops:
         hooks = [m.register_forward_pre_hook(count) for m in counted]
 
         def found(model, args, output):
-            for hook in hooks:
-                hook.remove()
-            done.remove()
+            for handle in self._discovery:
+                handle.remove()
+            self._discovery = []
             self._counting = False
             repeated = {m for m in counted if counts[m] >= 2}
             for module in [m for m in counted if m in repeated and not _contains_any(m, repeated)]:
@@ -93,8 +96,7 @@ class Loops:
                 warnings.warn("gradlab.watch(loops='auto'): no submodule with parameters was called more than "
                               "once in a forward of the model, so no loop is recorded", stacklevel=2)
 
-        done = self.model.register_forward_hook(found)
-        self._handles += [done, *hooks]  # removed by `remove` too, should the forward never end
+        self._discovery = [self.model.register_forward_hook(found), *hooks]
 
     # -- per call: device work only ----------------------------------------------------------------------------
     def _before_call(self, module, args, kwargs):
@@ -123,9 +125,9 @@ class Loops:
             self.recorder.tap(tensor, "grad/out", self._calls[loop], loop, False)
 
     def remove(self) -> None:
-        for handle in self._handles:
+        for handle in [*self._handles, *self._discovery]:
             handle.remove()
-        self._handles.clear()
+        self._handles, self._discovery = [], []
         self._active = False
 
 

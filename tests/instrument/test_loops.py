@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from unittest import mock
 
 import pytest
 import torch
@@ -233,6 +234,20 @@ def test_auto_watches_the_innermost_repeated_modules_with_parameters(model):
     frame = rec.frame()
     assert set(frame[frame["step"] == 0]["layer"]) & set(rec.loops) == set()  # discovered during step 0
     assert per_call(frame[frame["step"] == 1], "step.0", "grad/in")[1] == ["ok"] * 4
+
+
+def test_auto_discovery_after_a_forward_that_raised_counts_afresh(model):
+    x = torch.randn(6, 3, dtype=torch.float64)
+    with gradlab.watch(model, loops="auto") as rec:
+        with pytest.raises(RuntimeError, match="out of memory"):
+            with mock.patch.object(model.head, "forward", side_effect=RuntimeError("out of memory")):
+                model(x)  # the discovery forward dies after the loop's calls
+        model(x).backward()  # discovers again, counting this forward alone
+        rec.step(0)
+        model(x).backward()
+        rec.step(1)
+    assert rec.loops == ["step.0", "step.2"]
+    assert per_call(rec.frame().query("step == 1"), "step.0", "grad/in")[1] == ["ok"] * 4
 
 
 def test_auto_warns_once_when_nothing_repeats():
