@@ -61,7 +61,7 @@ def step_parser(doc: str) -> argparse.ArgumentParser:
     """The options every training-step overhead benchmark takes (rounds, steps, size, batch, device, threads,
     --smoke, --breakdown); `smoke_sized` applies --smoke after parsing."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--steps", type=int, default=10, help="steps per mode per round")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--batch", type=int, default=8)
@@ -80,6 +80,26 @@ def smoke_sized(args: argparse.Namespace) -> argparse.Namespace:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def round_ratios(rounds: dict, base) -> dict:
+    """Per mode, from the step times of each of its rounds (`rounds[mode]` = a list of rounds, each a list of
+    seconds per step; the modes alternate round by round): ms per step (the median over rounds of a round's mean,
+    so that a mode recording one step in ten pays for it) and the ratio to mode `base`, as the median over
+    rounds of round mean / the base's round mean of the same round, with its quartiles q1, q3."""
+    means = {mode: [statistics.fmean(r) for r in per_round] for mode, per_round in rounds.items()}
+    rows = {}
+    for mode, per_round in means.items():
+        ratios = [t / b for t, b in zip(per_round, means[base])]
+        q1, q2, q3 = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
+        rows[mode] = {"median_ms": 1e3 * statistics.median(per_round), "ratio": q2, "ratio_q1": q1, "ratio_q3": q3,
+                      "rounds": len(per_round), "steps_per_round": len(rounds[mode][0])}
+    return rows
+
+
+def ratio_text(row: dict) -> str:
+    """'1.023 (1.010-1.041)': the median per-round ratio and its quartiles."""
+    return f"{row['ratio']:.3f} ({row['ratio_q1']:.3f}-{row['ratio_q3']:.3f})"
 
 
 def write_json(name: str, payload: dict) -> Path:

@@ -4,8 +4,9 @@ The segmenter of examples/slot_attention.py (plain PyTorch, no gradlab inside) a
 trained on random 64 x 64 batches. Modes, per T: "off" (a plain step), the recorder with loops=["the GRU cell"]
 recording every step and every 10th step, and loops="auto" every step (the six submodules slot attention calls T
 times: GRU cell, LayerNorms, query projection, the MLP's layers). The modes and the two T alternate round by round
-in one process, so drift in machine load hits all of them alike. Reported: the median step time per mode and its
-ratio to "off" at the same T. Target (issue 17): <= 1.05 every step, <= 1.01 every 10th.
+in one process, so drift in machine load hits all of them alike. Reported per mode: the ratio of a round's mean
+step time to the "off" round of the same T next to it, median over rounds with quartiles (common.round_ratios).
+Target (issue 17): <= 1.05 every step, <= 1.01 every 10th.
 
     python -m benchmarks.loops_overhead            # full run (~2-3 min on 2 CPU cores)
     python -m benchmarks.loops_overhead --smoke    # seconds; checks that it runs
@@ -21,7 +22,7 @@ import contextlib
 import torch
 
 import gradlab
-from benchmarks.common import median, smoke_sized, step_parser, timed_steps, write_json
+from benchmarks.common import ratio_text, round_ratios, smoke_sized, step_parser, timed_steps, write_json
 from examples.slot_attention import SlotSegmenter
 
 CLASSES = 11
@@ -68,21 +69,21 @@ def main() -> None:
         run_round(model, opt, batch, 3, "off", device)  # warm-up
         setups[T] = (model, opt, batch)
     modes = MODES + BREAKDOWN if args.breakdown else MODES
-    times: dict[tuple[int, str], list[float]] = {(T, m): [] for T in setups for m in modes}
+    rounds: dict[tuple[int, str], list[list[float]]] = {(T, m): [] for T in setups for m in modes}
     for _ in range(args.rounds):
         for T, (model, opt, batch) in setups.items():
             for mode in modes:
-                times[(T, mode)] += run_round(model, opt, batch, args.steps, mode, device)
+                rounds[(T, mode)].append(run_round(model, opt, batch, args.steps, mode, device))
     rows = {}
-    for (T, mode), t in times.items():
-        base = median(times[(T, "off")])
-        rows[f"T={T}, {mode}"] = {"T": T, "mode": mode, "median_ms": 1e3 * median(t), "ratio": median(t) / base,
-                                  "steps": len(t)}
+    for T in setups:
+        per_T = round_ratios({mode: rounds[(T, mode)] for mode in modes}, "off")
+        rows |= {f"T={T}, {mode}": {"T": T, "mode": mode, **row} for mode, row in per_T.items()}
     print(f"loop recording overhead: examples/slot_attention.py SlotSegmenter, {args.size}x{args.size}, batch "
-          f"{args.batch}, {args.device}, {torch.get_num_threads()} threads; loops=[{GRU!r}] unless auto")
-    print(f"{'T':>2} {'mode':<22} {'median ms/step':>15} {'ratio':>7}")
+          f"{args.batch}, {args.device}, {torch.get_num_threads()} threads; loops=[{GRU!r}] unless auto; "
+          f"{args.rounds} rounds of {args.steps} steps per mode")
+    print(f"{'T':>2} {'mode':<22} {'ms/step':>8}  ratio (per-round quartiles)")
     for row in rows.values():
-        print(f"{row['T']:>2} {row['mode']:<22} {row['median_ms']:>15.2f} {row['ratio']:>7.3f}")
+        print(f"{row['T']:>2} {row['mode']:<22} {row['median_ms']:>8.2f}  {ratio_text(row)}")
     if not args.smoke:
         name = f"loops_overhead_{device.type}_{args.size}" + ("_breakdown" if args.breakdown else "")
         path = write_json(name, {"args": vars(args), "results": rows})

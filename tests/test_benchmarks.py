@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # script: a column header its table prints
 SCRIPTS = {
-    "recorder_overhead": "median ms/step",
+    "recorder_overhead": "ratio (per-round quartiles)",
     "loops_overhead": "auto, every step",  # the slot-attention example at T = 3 and 7
     "analysis_scale": "peak decay MB",
     "hem_vs_em": "HEM saved MB",

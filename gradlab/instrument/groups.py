@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 
 import torch
@@ -44,6 +45,12 @@ def group_grad_norms(groups: dict[str, list[nn.Parameter]]) -> tuple[list[str], 
     if any(g.device != device for g in grads):  # model parallel: one group at a time
         return names, torch.stack([torch.nn.utils.get_total_norm([g for g, o in zip(grads, owner) if o == i])
                                    .double().to(device) for i in range(len(names))])
-    norms = torch.stack(torch._foreach_norm(grads)).double()
-    index = torch.tensor(owner, device=device)
-    return names, torch.zeros(len(names), dtype=torch.float64, device=device).index_add_(0, index, norms**2).sqrt()
+    squares = torch.stack(torch._foreach_norm(grads)).double().square()
+    return names, torch.zeros(len(names), dtype=torch.float64, device=device).index_add_(
+        0, _owner_index(tuple(owner), device), squares).sqrt()
+
+
+@functools.lru_cache(maxsize=64)
+def _owner_index(owner: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """The group of each gradient as a device tensor, made once per layout (no host-to-device copy per step)."""
+    return torch.tensor(owner, device=device)

@@ -18,11 +18,17 @@ def l2_norm(g: torch.Tensor) -> torch.Tensor:
     return safe * torch.linalg.vector_norm(g / safe)
 
 
-def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """cos(a, b) = ⟨a, b⟩ / (‖a‖ ‖b‖) as a float64 0-dim tensor, underflow-safe (each side scaled by its norm
-    first); 0 when either side is exactly zero (no direction to agree with)."""
-    na, nb = l2_norm(a), l2_norm(b)
-    one = torch.ones_like(na)
-    ua = a.double() / torch.where(na > 0, na, one)
-    ub = b.reshape(a.shape).double() / torch.where(nb > 0, nb, one)
-    return torch.sum(ua * ub)
+#: the floor a norm is divided by: exact for every norm above 1e-284 (1e-300 is below half an ulp of it), and
+#: x / TINY = 0 for the exact zero of an all-zero gradient; one clamp instead of a comparison and a select
+TINY = 1e-300
+
+
+def unit(g: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
+    """g / ‖g‖ in float64, given ‖g‖ (of `l2_norm`); 0 where g is exactly zero. O(1) entries at any scale of g."""
+    return g.double() / norm.clamp_min(TINY)
+
+
+def cosine_to(g: torch.Tensor, norm: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """cos(g, u) = ⟨g, u⟩ / ‖g‖ for a unit vector u of `unit`, given ‖g‖: a float64 0-dim tensor, products
+    in float64 (an entry of 1e-25 times one of 1e-3 does not underflow), 0 when g is exactly zero."""
+    return (g.reshape(u.shape) * u).sum() / norm.clamp_min(TINY)

@@ -33,7 +33,7 @@ from gradlab.instrument.diagnostics import forward_diagnostics
 from gradlab.instrument.groups import GroupSpec, group_grad_norms, resolve_groups
 from gradlab.instrument.jacobian import JACOBIAN_EVERY, JACOBIAN_IMAGES, state_jacobian_norms
 from gradlab.instrument.loops import Loops
-from gradlab.instrument.norms import cosine, l2_norm
+from gradlab.instrument.norms import cosine_to, l2_norm, unit
 from gradlab.instrument.schedules import Schedule, as_schedule
 from gradlab.parallel import current_rank, is_compiled, unwrap, wrappers
 from gradlab.records import AGREEMENT, RecordBuffer, write_part
@@ -153,23 +153,25 @@ class Recorder:
         prev = self._norms.get(key)
         self._norms[key] = norm if prev is None else torch.hypot(prev, norm)  # several backwards: root-sum-square
         if key[1] in ("grad/x", "grad/x_total") and key[0] in self._last_x:
-            self._agreement(key, grad)
+            self._agreement(key, grad, norm)
 
-    def _agreement(self, key: Key, grad: torch.Tensor) -> None:
+    def _agreement(self, key: Key, grad: torch.Tensor, norm: torch.Tensor) -> None:
         """c_t = cos(g_t, g_T), and at ∂L/∂X = Σ_t g_t: c_rest = cos(Σ_{t<T} g_t, g_T) and ‖Σ_{t<T} g_t‖
-        (`grad/x_cos`, `grad/x_rest`; MATH.md §9). g_T arrives first (iteration T is nearest the output), so
-        only it is kept until ∂L/∂X arrives. Under several backwards per step the last one's agreement is kept."""
+        (`grad/x_cos`, `grad/x_rest`; MATH.md §9). g_T arrives first (iteration T is nearest the output): it is
+        kept, with its unit vector u_T, until ∂L/∂X arrives, so that each c_t is one product with u_T and the
+        norm the hook measured. Under several backwards per step the last one's agreement is kept."""
         layer, quantity, t = key
         if quantity == "grad/x":
             if t == self._last_x[layer]:
-                self._g_last[layer] = grad
+                self._g_last[layer] = (grad, unit(grad, norm))
             elif layer in self._g_last:
-                self._norms[(layer, "grad/x_cos", t)] = cosine(grad, self._g_last[layer])
+                self._norms[(layer, "grad/x_cos", t)] = cosine_to(grad, norm, self._g_last[layer][1])
         elif layer in self._g_last and self._live_iterations(layer) >= 2:
-            g_last = self._g_last.pop(layer)
+            g_last, u_last = self._g_last.pop(layer)
             rest = grad.reshape(g_last.shape) - g_last
-            self._norms[(layer, "grad/x_rest", None)] = l2_norm(rest)
-            self._norms[(layer, "grad/x_cos", None)] = cosine(rest, g_last)
+            rest_norm = l2_norm(rest)
+            self._norms[(layer, "grad/x_rest", None)] = rest_norm
+            self._norms[(layer, "grad/x_cos", None)] = cosine_to(rest, rest_norm, u_last)
 
     def _live_iterations(self, layer: str) -> int:
         return sum(live for (name, q, _), live in self._expected.items() if name == layer and q == "grad/x")
@@ -237,7 +239,7 @@ class Recorder:
         self._rows: list[tuple] = []  # the closing step's rows, appended to the buffer at once
         self._step_nonfinite = 0  # of them, gradient norms that came back NaN or Inf
         self._last_x: dict[str, int] = {}  # layer → its last differentiable iteration T (grad/x taps)
-        self._g_last: dict[str, torch.Tensor] = {}  # layer → g_T = ∂L/∂X^(T), until ∂L/∂X arrives
+        self._g_last: dict[str, tuple] = {}  # layer → (g_T = ∂L/∂X^(T), u_T = g_T/‖g_T‖), until ∂L/∂X arrives
 
     def _close_step(self, step: int, loss, lr, grad_scale) -> list[tuple]:
         """Turn the step's device values into rows (one host sync); returns the rows it added to `records`."""
@@ -283,7 +285,9 @@ class Recorder:
 
     def _device_values(self, loss, grad_scale=None) -> tuple[list[Key], list[torch.Tensor]]:
         """Every number of the step as (keys, 1-D device tensors): norms, diagnostics, groups, loss."""
-        keys, tensors = list(self._norms), [n.reshape(1) for n in self._norms.values()]
+        keys, norms = list(self._norms), list(self._norms.values())
+        on_one_device = len({n.device for n in norms}) == 1
+        tensors = [torch.stack(norms)] if on_one_device else [n.reshape(1) for n in norms]  # 0-dim norms → 1-D
         for (layer, quantity, first), samples in self._diagnostics.items():
             v = torch.stack(samples).mean(0) if len(samples) > 1 else samples[0]  # several forwards: their mean
             keys += [(layer, quantity, None if first is None else first + i) for i in range(len(v))]
@@ -387,10 +391,11 @@ def _to_host(tensors: list[torch.Tensor]) -> list[float]:
         by_device[t.device].append(i)
     parts: list[list[float]] = [[] for _ in tensors]
     for idx in by_device.values():
-        flat = torch.cat([tensors[i].double() for i in idx]).cpu().tolist()
+        here = [tensors[i] if tensors[i].dtype == torch.float64 else tensors[i].double() for i in idx]
+        flat = (torch.cat(here) if len(here) > 1 else here[0]).cpu().tolist()
+        start = 0
         for i in idx:
-            n = len(tensors[i])
-            parts[i], flat = flat[:n], flat[n:]
+            parts[i], start = flat[start:start + len(tensors[i])], start + len(tensors[i])
     return [v for part in parts for v in part]
 
 

@@ -52,3 +52,18 @@ def test_similarity_of_orthogonal_bases_is_zero_and_shift_of_equal_states_is_zer
     assert shift(torch.stack([mu, mu])).tolist() == [0.0]
     one_hot = F.one_hot(torch.randint(0, 4, (2, 3, 3)), 4).permute(0, 3, 1, 2).float()
     assert entropy(one_hot).item() == 0.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_entropy_is_exact_where_attention_is_exactly_zero_or_subnormal(dtype):
+    """z log z = 0 at z = 0 (no NaN from 0 · log 0), and entries below the smallest normal change nothing visible:
+    the reference is torch.special.entr in float64."""
+    g = torch.Generator().manual_seed(0)
+    z = torch.softmax(torch.randn(3, 2, 6, 4, 4, generator=g, dtype=dtype) * 40, dim=-3)  # many exact zeros
+    z[0, 0, :, 0, 0] = torch.tensor([1.0, 0, 0, 0, 0, 0], dtype=dtype)  # one-hot: entropy 0
+    z[1, 0, :, 1, 1] = torch.tensor([1.0, torch.finfo(dtype).tiny / 4, 0, 0, 0, 0], dtype=dtype)  # a subnormal
+    assert (z == 0).any()
+    truth = torch.special.entr(z.double()).sum(-3).mean((-3, -2, -1))
+    assert torch.isfinite(entropy(z)).all()
+    assert entropy(z).tolist() == pytest.approx(truth.tolist(), rel=1e-6, abs=1e-12)
+    assert entropy(z[:, :, :, :1, :1][:1, :1]).item() == 0.0
