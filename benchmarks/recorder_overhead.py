@@ -63,7 +63,7 @@ def _switched_off(mode: str):
         return [mock.patch.object(recorder_module, "forward_diagnostics", lambda trace: [])]
     if mode == "no mechanism":
         return [mock.patch.object(ema_unit, "recording", lambda: False),
-                mock.patch.object(recorder_module.Recorder, "_agreement", lambda self, key, grad, norm: None)]
+                mock.patch.object(recorder_module.Recorder, "_agreement", lambda self, key, wide, norm, source: None)]
     return []
 
 

@@ -23,12 +23,27 @@ def l2_norm(g: torch.Tensor) -> torch.Tensor:
 TINY = 1e-300
 
 
-def unit(g: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
-    """g / ‖g‖ in float64, given ‖g‖ (of `l2_norm`); 0 where g is exactly zero. O(1) entries at any scale of g."""
-    return g.double() / norm.clamp_min(TINY)
+def widened(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(g as a contiguous float64 tensor, ‖g‖ as `l2_norm` gives it): for a gradient that is also compared with
+    others (`cosine_to`), so that the one cast serves both its norm and its dot products."""
+    # one copy at most: `to` keeps a float64 g itself, whatever its strides
+    wide = g.contiguous() if g.dtype == torch.float64 else g.to(torch.float64, memory_format=torch.contiguous_format)
+    return wide, wide_norm(wide, g.dtype)
 
 
-def cosine_to(g: torch.Tensor, norm: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """cos(g, u) = ⟨g, u⟩ / ‖g‖ for a unit vector u of `unit`, given ‖g‖: a float64 0-dim tensor, products
-    in float64 (an entry of 1e-25 times one of 1e-3 does not underflow), 0 when g is exactly zero."""
-    return (g.reshape(u.shape) * u).sum() / norm.clamp_min(TINY)
+def wide_norm(wide: torch.Tensor, source: torch.dtype) -> torch.Tensor:
+    """‖·‖ of a float64 tensor whose entries came from `source` (`widened`, or a difference of such): one plain
+    float64 pass when `source` is narrower (the squares of its values cannot underflow float64), l2_norm's
+    scaled one when it is float64 itself."""
+    return l2_norm(wide) if source == torch.float64 else torch.linalg.vector_norm(wide)
+
+
+def unit(wide: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
+    """g / ‖g‖ from `widened` g; 0 where g is exactly zero. O(1) entries at any scale of g."""
+    return wide / norm.clamp_min(TINY)
+
+
+def cosine_to(wide: torch.Tensor, norm: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """cos(g, u) = ⟨g, u⟩ / ‖g‖ for `widened` g and a unit vector u of `unit` (the same number of entries, in
+    the same order): a float64 0-dim tensor, one float64 dot product, 0 when g is exactly zero."""
+    return torch.dot(wide.view(-1), u.view(-1)) / norm.clamp_min(TINY)

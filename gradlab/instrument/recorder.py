@@ -33,7 +33,7 @@ from gradlab.instrument.diagnostics import forward_diagnostics
 from gradlab.instrument.groups import GroupSpec, group_grad_norms, resolve_groups
 from gradlab.instrument.jacobian import JACOBIAN_EVERY, JACOBIAN_IMAGES, state_jacobian_norms
 from gradlab.instrument.loops import Loops
-from gradlab.instrument.norms import cosine_to, l2_norm, unit
+from gradlab.instrument.norms import cosine_to, l2_norm, unit, wide_norm, widened
 from gradlab.instrument.schedules import Schedule, as_schedule
 from gradlab.parallel import current_rank, is_compiled, unwrap, wrappers
 from gradlab.records import AGREEMENT, RecordBuffer, write_part
@@ -149,27 +149,28 @@ class Recorder:
 
     # -- hooks: device work only, never a host sync ------------------------------------------------------
     def _on_grad(self, key: Key, grad: torch.Tensor) -> None:
-        norm = l2_norm(grad)
+        compared = key[1] in ("grad/x", "grad/x_total") and key[0] in self._last_x  # part of the agreement
+        wide, norm = widened(grad) if compared else (None, l2_norm(grad))
         prev = self._norms.get(key)
         self._norms[key] = norm if prev is None else torch.hypot(prev, norm)  # several backwards: root-sum-square
-        if key[1] in ("grad/x", "grad/x_total") and key[0] in self._last_x:
-            self._agreement(key, grad, norm)
+        if compared:
+            self._agreement(key, wide, norm, grad.dtype)
 
-    def _agreement(self, key: Key, grad: torch.Tensor, norm: torch.Tensor) -> None:
+    def _agreement(self, key: Key, wide: torch.Tensor, norm: torch.Tensor, source: torch.dtype) -> None:
         """c_t = cos(g_t, g_T), and at ∂L/∂X = Σ_t g_t: c_rest = cos(Σ_{t<T} g_t, g_T) and ‖Σ_{t<T} g_t‖
-        (`grad/x_cos`, `grad/x_rest`; MATH.md §9). g_T arrives first (iteration T is nearest the output): it is
-        kept, with its unit vector u_T, until ∂L/∂X arrives, so that each c_t is one product with u_T and the
-        norm the hook measured. Under several backwards per step the last one's agreement is kept."""
+        (`grad/x_cos`, `grad/x_rest`; MATH.md §9), from each gradient widened once to float64 (`widened`). g_T
+        arrives first (iteration T is nearest the output): it is kept, with its unit vector u_T, until ∂L/∂X
+        arrives, so that each c_t is one dot product with u_T. Under several backwards the last one's is kept."""
         layer, quantity, t = key
         if quantity == "grad/x":
             if t == self._last_x[layer]:
-                self._g_last[layer] = (grad, unit(grad, norm))
+                self._g_last[layer] = (wide, unit(wide, norm))
             elif layer in self._g_last:
-                self._norms[(layer, "grad/x_cos", t)] = cosine_to(grad, norm, self._g_last[layer][1])
+                self._norms[(layer, "grad/x_cos", t)] = cosine_to(wide, norm, self._g_last[layer][1])
         elif layer in self._g_last and self._live_iterations(layer) >= 2:
             g_last, u_last = self._g_last.pop(layer)
-            rest = grad.reshape(g_last.shape) - g_last
-            rest_norm = l2_norm(rest)
+            rest = wide.view(g_last.shape) - g_last
+            rest_norm = wide_norm(rest, source)
             self._norms[(layer, "grad/x_rest", None)] = rest_norm
             self._norms[(layer, "grad/x_cos", None)] = cosine_to(rest, rest_norm, u_last)
 
@@ -239,7 +240,7 @@ class Recorder:
         self._rows: list[tuple] = []  # the closing step's rows, appended to the buffer at once
         self._step_nonfinite = 0  # of them, gradient norms that came back NaN or Inf
         self._last_x: dict[str, int] = {}  # layer → its last differentiable iteration T (grad/x taps)
-        self._g_last: dict[str, tuple] = {}  # layer → (g_T = ∂L/∂X^(T), u_T = g_T/‖g_T‖), until ∂L/∂X arrives
+        self._g_last: dict[str, tuple] = {}  # layer → (g_T = ∂L/∂X^(T) in float64, u_T), until ∂L/∂X arrives
 
     def _close_step(self, step: int, loss, lr, grad_scale) -> list[tuple]:
         """Turn the step's device values into rows (one host sync); returns the rows it added to `records`."""
