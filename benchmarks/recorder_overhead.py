@@ -16,17 +16,21 @@ Targets (issue 21): <= 1.03 every step, <= 1.005 every 10th.
 from __future__ import annotations
 
 import contextlib
+import statistics
 import time
 from unittest import mock
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import gradlab
-from benchmarks.common import median, ratio_text, round_ratios, smoke_sized, step_parser, timed_steps, write_json
+from benchmarks.common import median, ratio_text, round_ratios, smoke_sized, step_parser, sync, timed_steps, write_json
 from gradlab.analysis import regime
 from gradlab.instrument import recorder as recorder_module
+from gradlab.instrument.groups import group_grad_norms
 from gradlab.instrument.jacobian import state_jacobian_norms
+from gradlab.instrument.recorder import _to_host
 from gradlab.integrations.metrics import REGIME_WINDOW
 from gradlab.layers import EMSpec, HEMLayer, ema_unit
 from gradlab.models import SegmentationNet, build_model, parameter_groups
@@ -119,6 +123,82 @@ def regime_window_cost(model, opt, batch, device, calls: int) -> float:
     return median(times)
 
 
+#: --breakdown's ledger: the EMA unit's forward + backward with parts of the recording switched on one at a time,
+#: each paired step by step with an unrecorded one (the difference of neighbours cancels this machine's drift)
+LEDGER = {
+    "tracing (states kept, no taps)": dict(recording=False, tracing=True),
+    "hooks, doing nothing": dict(recording=True, patches=lambda: [
+        mock.patch.object(recorder_module.Recorder, "_on_grad", lambda self, key, grad: None)]),
+    "hooks + norms": dict(recording=True, patches=lambda: [
+        mock.patch.object(recorder_module.Recorder, "_on_grad",
+                          lambda self, key, grad: self._norms.__setitem__(key, recorder_module.l2_norm(grad)))]),
+    "hooks + norms + agreement": dict(recording=True),
+    "all (+ tracing, diagnostics)": dict(recording=True, tracing=True),
+}
+
+
+def unit_ledger(model, device, pairs: int) -> dict[str, dict]:
+    """Extra ms of the EMA unit's forward + backward per LEDGER entry (median and quartiles over `pairs` pairs)."""
+    unit = model.head.ema
+    x = torch.randn(8, unit.em.channels, 8, 8, device=device, requires_grad=True)
+    grad_y = torch.randn_like(x)
+    rec = gradlab.watch(model, every=lambda step: step % 2 == 0, groups={}, jacobian_every=0)
+
+    def forward_backward(recording: bool, tracing: bool) -> float:
+        rec._open(0 if recording else 1)  # the schedule records even steps
+        unit.em.tracing = tracing
+        sync(device)
+        t0 = time.perf_counter()
+        unit(x).backward(grad_y)
+        sync(device)
+        rec._reset_pending()
+        return time.perf_counter() - t0
+
+    extra = {name: [] for name in LEDGER}
+    for _ in range(max(pairs // 5, 2)):
+        for name, spec in LEDGER.items():
+            with contextlib.ExitStack() as stack:
+                for patch in spec.get("patches", list)():
+                    stack.enter_context(patch)
+                for _ in range(5):
+                    on = forward_backward(spec["recording"], spec.get("tracing", False))
+                    extra[name].append(on - forward_backward(False, False))
+    rec.close()
+    rows = {}
+    for name, values in extra.items():
+        q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+        rows[name] = {"extra_ms": 1e3 * q2, "q1_ms": 1e3 * q1, "q3_ms": 1e3 * q3, "pairs": len(values)}
+    return rows
+
+
+def step_part_costs(model, opt, batch, device, calls: int) -> dict[str, float]:
+    """Median ms of the parts of closing a recorded step, timed on a real step's state: the parameter-group norms,
+    and turning the step's device values into rows (the one transfer, ~60 rows)."""
+    with gradlab.watch(model, groups=parameter_groups, jacobian_every=0) as rec:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(batch[0]), batch[1]).backward()
+        pending = (dict(rec._expected), dict(rec._norms), dict(rec._diagnostics))
+
+        def close() -> None:
+            rec._expected, rec._norms = dict(pending[0]), dict(pending[1])
+            rec._diagnostics.update(pending[2])
+            rec._close_step(0, None, None, None)
+
+        def groups() -> None:
+            _to_host([group_grad_norms(rec.groups)[1]])
+
+        costs = {}
+        for name, fn in (("group norms", groups), ("closing the step (incl. group norms)", close)):
+            times = []
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+            costs[name] = 1e3 * median(times)
+        rec._reset_pending()
+    return costs
+
+
 def main() -> None:
     parser = step_parser(__doc__)
     parser.add_argument("--model", choices=("tiny", "small"), default="tiny",
@@ -154,6 +234,15 @@ def main() -> None:
         rows["log= regime window"] = {"median_ms": 1e3 * window, "per_recorded_step_ms": 1e3 * window / REGIME_WINDOW}
         print(f"log=: the regime of one window of {REGIME_WINDOW} recorded steps: {1e3 * window:.0f} ms, "
               f"{1e3 * window / REGIME_WINDOW:.2f} ms per recorded step (the 'log=' row above is the rest)")
+        ledger = unit_ledger(model, device, 20 if args.smoke else 300)
+        print("ledger: extra ms of the EMA unit's forward + backward (8 images, 8x8), paired with unrecorded ones:")
+        for part, row in ledger.items():
+            print(f"  {part:<36} {row['extra_ms']:6.3f} ms  (q1-q3 {row['q1_ms']:.3f}-{row['q3_ms']:.3f})")
+        parts = step_part_costs(model, opt, batch, device, 5 if args.smoke else 200)
+        for part, ms in parts.items():
+            print(f"  {part:<36} {ms:6.3f} ms  (median of direct calls)")
+        rows |= {f"ledger: {k}": v for k, v in ledger.items()}
+        rows |= {f"step: {k}": {"median_ms": v} for k, v in parts.items()}
         cost = jacobian_cost(model, batch, 3 if args.smoke else 20)
         rows["σ_t estimate"] = {"median_ms": 1e3 * cost, "per_step_at_100_ms": 10 * cost}
         print(f"one σ_t estimate (T = {model.em.num_iterations}, {gradlab.instrument.jacobian.JACOBIAN_IMAGES} images, "

@@ -29,3 +29,14 @@ def test_smoke_mode_runs_and_prints_its_table(script):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert SCRIPTS[script] in proc.stdout, proc.stdout
     assert "wrote" not in proc.stdout  # --smoke leaves benchmarks/results alone
+
+
+def test_recorder_breakdown_runs_on_the_small_model():
+    """--breakdown's modes, the ledger of the EMA unit and the step parts run (numbers meaningless at --smoke)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.recorder_overhead", "--smoke", "--breakdown",
+                           "--model", "small"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "small (4 conv blocks) + HEM T=5" in proc.stdout
+    for line in ("no diagnostics", "ledger:", "hooks + norms + agreement", "group norms", "σ_t estimate"):
+        assert line in proc.stdout, proc.stdout
