@@ -20,7 +20,7 @@ def entropy(z: torch.Tensor) -> torch.Tensor:
     """mean_n −Σ_k z_nk log z_nk of attention maps (..., B, K, H, W) → (...): ln K uniform, 0 one-hot."""
     # −z log z with z log z = 0 at z = 0 (log of the clamp: exact for z ≥ the smallest normal, < 1e-35 below it);
     # 2.6× faster on the CPU than torch.special.entr, which is not vectorised there (torch 2.13)
-    z_log_z = z * z.clamp_min(torch.finfo(z.dtype).tiny).log()
+    z_log_z = z.clamp_min(torch.finfo(z.dtype).tiny).log_().mul_(z)  # one temporary
     return -z_log_z.sum(-3).mean((-3, -2, -1), dtype=torch.float64)  # the K terms in z's dtype, the means in float64
 
 
