@@ -17,12 +17,29 @@ import numpy as np
 import pandas as pd
 
 from gradlab.analysis.decay import DECAY_COLUMNS, DECAY_FLAGS
-from gradlab.records import SERIES_KEY
+from gradlab.records import SERIES_KEY, SKIPPED_STEP
 
 WINDOWS = ("first", "middle", "last")
 LOG_METRICS = ("first", "last", "retention", "rho")  # positive: aggregated as logs
 LINEAR_METRICS = ("decades",)
 SUMMARY_BY = ["run", "rank", "layer", "quantity"]
+
+
+def skipped_steps(frame: pd.DataFrame) -> pd.DataFrame:
+    """(run, rank, step) of every step the GradScaler skipped (`amp/skipped` = 1, records.SKIPPED_STEP)."""
+    rows = frame[frame["quantity"] == SKIPPED_STEP]  # a decay frame has none (and no value column)
+    return rows.loc[rows["value"] == 1, ["run", "rank", "step"]].drop_duplicates()
+
+
+def trained_steps(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the steps that trained: every row of a step the GradScaler skipped is left out (its norms
+    are those of the overflowed scaled backward, and it updated nothing). The verdicts (regime, flags,
+    compare) read these; `skipped_steps` says what was left out."""
+    skipped = skipped_steps(frame)
+    if skipped.empty:
+        return frame
+    inside = pd.MultiIndex.from_frame(frame[["run", "rank", "step"]]).isin(pd.MultiIndex.from_frame(skipped))
+    return frame[~inside]
 
 
 def window(frame: pd.DataFrame, which: str = "last", fraction: float = 0.1) -> pd.DataFrame:

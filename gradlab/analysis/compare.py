@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from gradlab.analysis._codes import of_names, of_quantity
-from gradlab.analysis.aggregate import LINEAR_METRICS, LOG_METRICS, summarize, window
+from gradlab.analysis.aggregate import LINEAR_METRICS, LOG_METRICS, summarize, trained_steps, window
 from gradlab.analysis.decay import DECAY_FLAGS, decay
 from gradlab.analysis.intervals import t_interval, welch_difference
 from gradlab.records import INPUT_GRADIENT
@@ -34,7 +34,8 @@ def per_run(frame: pd.DataFrame, by: Sequence[str] = COMPARE_BY, quantity: str |
     if missing:
         raise KeyError(f"column(s) {', '.join(missing)} not in the frame: load the runs with "
                        "gradlab.analysis.load_runs (config columns are dotted keys such as model.kind)")
-    rows = frame[of_quantity(frame, quantity)]
+    rows = frame if "decades" in frame.columns else trained_steps(frame)
+    rows = rows[of_quantity(rows, quantity)]
     d = rows if "decades" in rows.columns else decay(rows)
     d = window(d, window_name, fraction)
     return summarize(d, by=["run", "layer", *by], how=how)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from gradlab.analysis import thresholds as th
 from gradlab.analysis._codes import dense_mask, group_ids, iteration_sets, matching, status_codes
+from gradlab.analysis.aggregate import trained_steps
 from gradlab.analysis.decay import decay, is_gradient_norm
 from gradlab.analysis.wording import iterations, signed
 from gradlab.records import SERIES_KEY, STATUSES, STEP_KEY
@@ -173,7 +174,9 @@ def empty_flags() -> pd.DataFrame:
 
 
 def flags(frame: pd.DataFrame, bases: int | None = None) -> pd.DataFrame:
-    """Every flag raised in a records frame: one row per (run, rank, step, layer, quantity, flag), FLAG_TABLE."""
+    """Every flag raised in a records frame: one row per (run, rank, step, layer, quantity, flag), FLAG_TABLE.
+    Steps the GradScaler skipped raise none (`aggregate.trained_steps`)."""
+    frame = trained_steps(frame)
     parts = [*status_flags(frame), *decay_flags(decay(frame)), spikes(frame),
              *diagnostic_flags(diagnostics(frame, bases))]
     parts = [p[FLAG_TABLE] for p in parts if p is not None and len(p)]

@@ -25,7 +25,7 @@ import pandas as pd
 
 from gradlab.analysis import thresholds as th
 from gradlab.analysis._codes import of_quantity, ranges
-from gradlab.analysis.aggregate import window
+from gradlab.analysis.aggregate import skipped_steps, trained_steps, window
 from gradlab.analysis.decay import decay, profile
 from gradlab.analysis.flags import diagnostics
 from gradlab.analysis.mechanism import mechanism
@@ -75,7 +75,10 @@ def regime(frame: pd.DataFrame, quantity: str | tuple[str, ...] = INPUT_GRADIENT
     """One row per (run, rank, layer): `regime` (one of REGIMES) and `reason` (a sentence for the report), with
     the window's numbers: `steps`, `from_step`, `to_step`, `decades` (mean), `rho` (geometric mean),
     `similarity`, `entropy_ratio` (H / ln K), the onsets of collapse and saturation, and the mechanism numbers
-    of gradlab.analysis.mechanism (MECHANISM_COLUMNS: NaN where not recorded)."""
+    of gradlab.analysis.mechanism (MECHANISM_COLUMNS: NaN where not recorded). Steps the GradScaler skipped
+    are left out (`aggregate.trained_steps`); `skipped_steps` counts them per run and rank."""
+    skipped = skipped_steps(frame).groupby(["run", "rank"], observed=True).size().rename("skipped_steps")
+    frame = trained_steps(frame)
     steps = step_evidence(frame, quantity, bases)
     last = window(steps, "last", fraction)
     with np.errstate(divide="ignore"):
@@ -90,6 +93,8 @@ def regime(frame: pd.DataFrame, quantity: str | tuple[str, ...] = INPUT_GRADIENT
     near_zero = _near_zero_iterations(frame, last, quantity)
     agg["near_zero_iterations"] = [near_zero.get(k, "") for k in agg[LAYER_KEY].itertuples(index=False, name=None)]
     agg = agg.merge(mechanism(frame, fraction).astype({"run": object, "layer": object}), on=LAYER_KEY, how="left")
+    agg = agg.merge(skipped.reset_index().astype({"run": object}), on=["run", "rank"], how="left")
+    agg["skipped_steps"] = agg["skipped_steps"].fillna(0).astype(int)
     verdicts = [_verdict(row) for row in agg.itertuples(index=False)]
     agg["regime"] = [v[0] for v in verdicts]
     agg["reason"] = [v[1] for v in verdicts]
@@ -180,5 +185,8 @@ def _note(r) -> str:
         notes.append(f"{its} {'carry' if its.startswith('iterations') else 'carries'} no gradient (no_grad)")
     if 0 < r.share_nonfinite:
         notes.append(f"non-finite norms at {r.share_nonfinite:.0%} of the window's steps")
+    if r.skipped_steps:
+        notes.append(f"{r.skipped_steps} step{'s' if r.skipped_steps > 1 else ''} that the GradScaler skipped "
+                     "(overflow) left out")
     return "".join(f"; {n}" for n in notes)
 

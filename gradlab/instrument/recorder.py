@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from gradlab import records as records_module
 from gradlab import taps as tap_module
 from gradlab.checks import is_int, require
 from gradlab.errors import ConfigError, RecordsError
@@ -42,7 +43,7 @@ from gradlab.taps import TracedLayer
 
 Key = tuple[str, str, "int | None"]  # (layer, quantity, iteration)
 #: per-step rows of a step closed with `rec.step(grad_scale=...)`: the loss scale, and 1 when the scaler skips it
-AMP_SCALE, AMP_SKIPPED = ("", "amp/scale", None), ("", "amp/skipped", None)
+AMP_SCALE, AMP_SKIPPED = ("", records_module.AMP_SCALE, None), ("", records_module.SKIPPED_STEP, None)
 _WATCHED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 
 

@@ -29,13 +29,13 @@ import pandas as pd
 from gradlab.analysis.decay import decay, is_gradient_norm, iteration_gradients, series_metrics
 from gradlab.analysis.mechanism import geometric_gain, step_mechanism
 from gradlab.analysis.regime import REGIMES, regime
-from gradlab.records import INPUT_GRADIENT, STATUSES, RecordBuffer
+from gradlab.records import INPUT_GRADIENT, SKIPPED_STEP, STATUSES, RecordBuffer
 
 PREFIX = "gradlab"
 #: the regime code logged per layer: the index of each regime in gradlab.analysis.regime.REGIMES
 REGIME_CODES = {name: code for code, name in enumerate(REGIMES)}
 #: the per-step quantities a summary carries as they are (gradlab/<quantity>)
-STEP_QUANTITIES = ("amp/skipped",)
+STEP_QUANTITIES = (SKIPPED_STEP,)
 #: recorded steps per regime verdict: the regime is a majority over a window of steps (gradlab.analysis.regime)
 REGIME_WINDOW = 50
 #: the columns of `summary`

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from gradlab.analysis import regime
-from tests.analysis.synthetic import run_records
+from tests.analysis.synthetic import rows_frame, run_records
 
 
 def verdicts(frame: pd.DataFrame, **kw) -> dict[str, pd.Series]:
@@ -100,3 +102,33 @@ def test_watched_loops_are_judged_by_their_input_gradient():
     assert verdicts[2.0]["rho"] == pytest.approx(2.0, rel=1e-6)
     assert verdicts[0.9]["call_gain"] == pytest.approx(0.9, rel=1e-6)  # ‖Wᵀ g‖ / ‖g‖ for every call
     assert "per-call gain 0.9" in verdicts[0.9]["reason"] and np.isnan(verdicts[0.9]["gain"])
+
+
+def test_steps_the_grad_scaler_skipped_are_left_out_of_the_verdicts():
+    """A run whose every fourth step overflowed in the scaled backward (NaN/Inf norms, amp/skipped = 1) is judged
+    by the steps that trained: not nonfinite, no nonfinite flag, the same regime and decades as without them."""
+    from gradlab.analysis import flags
+    from gradlab.analysis.aggregate import trained_steps
+    from gradlab.records import SKIPPED_STEP
+
+    clean = run_records("r", steps=20, T=4, rho=0.5)
+    rows = []
+    for step in range(20):
+        skipped = step % 4 == 1
+        rows.append(("r", step, "", None, SKIPPED_STEP, float(skipped), "ok", 0))
+    amp = rows_frame(rows)
+    overflowed = clean.copy()
+    hit = (overflowed.step % 4 == 1) & overflowed.quantity.str.startswith("grad/")
+    overflowed.loc[hit, "value"] = math.inf
+    overflowed.loc[hit, "status"] = "nonfinite"
+    frame = pd.concat([overflowed, amp], ignore_index=True)
+    verdict = regime(frame, fraction=1.0).iloc[0]
+    reference = regime(clean[clean.step % 4 != 1], fraction=1.0).iloc[0]
+    assert verdict.regime == reference.regime != "nonfinite"
+    assert verdict.decades == pytest.approx(reference.decades)
+    assert verdict.skipped_steps == 5 and "5 steps that the GradScaler skipped (overflow) left out" in verdict.reason
+    assert "nonfinite" not in set(flags(frame)["flag"])
+    assert set(trained_steps(frame).step) == {s for s in range(20) if s % 4 != 1}
+    # without amp rows nothing is left out, and the same overflow is what it is: non-finite training
+    assert regime(overflowed, fraction=1.0).iloc[0].skipped_steps == 0
+    assert "nonfinite" in set(flags(overflowed)["flag"])

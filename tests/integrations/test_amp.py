@@ -11,6 +11,7 @@ import torch
 
 import gradlab
 import gradlab.instrument.recorder as recorder
+from gradlab.analysis import regime
 from gradlab.errors import ConfigError
 from gradlab.records import AGREEMENT
 from tests.instrument.conftest import make_net
@@ -81,6 +82,8 @@ def test_an_overflow_step_is_recorded_as_skipped_not_as_nonfinite_training():
     assert rec.nonfinite == 0  # ... but it is not non-finite training: the scaler dropped that update
     later = frame[(frame.step == 1) & (frame.quantity == "grad/x")]
     assert (later.status == "ok").all()
+    verdict = regime(frame, fraction=1.0).iloc[0]  # the analysis judges the step that trained
+    assert verdict.skipped_steps == 1 and verdict.regime != "nonfinite" and verdict.steps == 1
 
 
 def test_without_a_scaler_nonfinite_gradients_still_count():
