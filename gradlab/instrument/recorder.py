@@ -17,7 +17,7 @@ import math
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -64,7 +64,7 @@ class Recorder:
         append: bool = False,
         jacobian_every: int = JACOBIAN_EVERY,
         jacobian_images: int = JACOBIAN_IMAGES,
-        loops: str | Sequence[str | nn.Module] | None = None,
+        loops: str | Sequence[str | nn.Module] | Mapping[str | nn.Module, int | str | None] | None = None,
         log: Callable[[dict[str, float], int], object] | None = None,
         log_iterations: bool = False,
     ):
@@ -113,7 +113,7 @@ class Recorder:
             return ", ".join(items)
 
         return {"model.class": type(self.model).__name__, "record.layers": names(self.names[m] for m in self.layers),
-                "record.loops": "auto" if isinstance(loops, str) else names(self.loops),
+                "record.loops": "auto" if isinstance(loops, str) else names(self._loops.described),
                 "record.every": every if isinstance(every, int) else "custom", "record.groups": names(self.groups)}
 
     def _meta(self) -> dict:

@@ -12,7 +12,7 @@ Needs the extra `gradlab[lightning]`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -50,7 +50,7 @@ class GradlabCallback(Callback):
     """
 
     def __init__(self, every: int | Schedule = 10, run_dir: str | Path | None = None,
-                 loops: str | Sequence[str] | None = None,
+                 loops: str | Sequence[str] | Mapping[str, int | str | None] | None = None,
                  log: bool | Callable[[dict[str, float], int], object] = True, **options):
         super().__init__()
         self.every, self.run_dir, self.loops, self.options = every, run_dir, loops, options

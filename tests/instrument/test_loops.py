@@ -166,6 +166,92 @@ def test_keyword_inputs_and_tuple_outputs():
     assert per_call(rec.frame(), "cell", "grad/out")[0] == pytest.approx(want_out, rel=1e-10)
 
 
+class Refiner(nn.Module):
+    """h ← GRUCell(u, h) T times with the same u: the recurrence runs through the cell's second argument."""
+
+    def __init__(self, T: int = 4, keyword: bool = False, start_none: bool = False):
+        super().__init__()
+        self.T, self.keyword, self.start_none = T, keyword, start_none
+        self.encode = nn.Linear(3, 4)
+        self.gru = nn.GRUCell(4, 4)
+
+    def forward(self, x, alias=None):
+        u = self.encode(x)
+        h = None if self.start_none else torch.zeros_like(u)
+        for _ in range(self.T):
+            if h is not None and alias is not None:
+                h = alias(h)
+            h = self.gru(input=u, hx=h) if self.keyword else self.gru(u, h)
+        return h.pow(2).sum()
+
+
+def state_reference(model: Refiner, x) -> list[float]:
+    """‖∂L/∂h_(c-1)‖ through call c alone, c = 1..T (nan where h_(c-1) carries no gradient), by hand-made aliases."""
+    aliases = []
+
+    def alias(h):
+        aliases.append(h.view_as(h) if h.requires_grad else h)
+        return aliases[-1]
+
+    loss = model(x, alias)
+    live = [a for a in aliases if a.requires_grad]
+    grads = dict(zip(map(id, live), torch.autograd.grad(loss, live)))
+    return [float(grads[id(a)].norm()) if id(a) in grads else math.nan for a in aliases]
+
+
+@pytest.mark.parametrize("argument", ["hx", 1])
+@pytest.mark.parametrize("keyword", [False, True])
+def test_grad_in_on_the_argument_a_mapping_names(argument, keyword):
+    torch.manual_seed(2)
+    model = Refiner(keyword=keyword).double()
+    x = torch.randn(5, 3, dtype=torch.float64)
+    with gradlab.watch(model, loops={"gru": argument}) as rec:
+        model(x).backward()
+        rec.step(0)
+    got, status = per_call(rec.frame(), "gru", "grad/in")
+    want = state_reference(model, x)
+    assert status == ["no_grad", "ok", "ok", "ok"]  # h_0 = zeros is built without gradient
+    assert got[1:] == pytest.approx(want[1:], rel=1e-10)
+    out, _ = per_call(rec.frame(), "gru", "grad/out")
+    assert got[1:] == pytest.approx(out[:-1], rel=1e-10)  # h_(c-1) goes on only to call c: its grad/out
+
+
+def test_a_call_that_does_not_pass_the_chosen_argument_records_no_grad_in():
+    torch.manual_seed(3)
+    model = Refiner(start_none=True).double()  # GRUCell(u) at the first call: hx = None
+    with gradlab.watch(model, loops={"gru": "hx"}) as rec:
+        model(torch.randn(5, 3, dtype=torch.float64)).backward()
+        rec.step(0)
+    rows = rec.frame().query("layer == 'gru' and quantity == 'grad/in'")
+    assert sorted(rows.iteration) == [2, 3, 4] and (rows.status == "ok").all()
+
+
+@pytest.mark.parametrize("loops, message", [
+    ({"step": "hx"}, "'step' has no argument 'hx' for grad/in; its forward takes input"),
+    ({"step": 1}, "'step' takes 1 positional argument(s) (input): position 1 for grad/in is out of range"),
+    ({"step": -1}, "the argument for 'step' is -1"),
+    ({"step": True}, "the argument for 'step' is True"),
+    ({"step": 0.5}, "the argument for 'step' is 0.5"),
+    ({"stepp": 0}, "'stepp' is not a submodule of the model"),
+])
+def test_a_bad_argument_is_refused_before_any_hook_is_attached(model, loops, message):
+    before = attached(model)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        gradlab.watch(model, loops=loops)
+    assert attached(model) == before
+
+
+def test_a_mapping_to_none_or_position_zero_is_the_default(model):
+    x = torch.randn(6, 3, dtype=torch.float64)
+    frames = []
+    for loops in (["step"], {"step": None}, {"step": 0}, {model.step: "input"}):
+        with gradlab.watch(model, loops=loops) as rec:
+            model(x).backward()
+            rec.step(0)
+        frames.append(per_call(rec.frame(), "step", "grad/in")[0])
+    assert all(f == pytest.approx(frames[0], rel=1e-12) for f in frames[1:])
+
+
 def test_nested_tuple_outputs_count_all_their_tensors():
     class Stack(nn.Module):  # nn.LSTM returns (out, (h, c)); the state goes on to the next call
         def __init__(self):
@@ -307,3 +393,12 @@ def test_nothing_stays_attached_after_close_or_an_exception(model):
                 raise RuntimeError("boom")
         assert attached(model) == before
         model(x).backward()  # the model still runs, unrecorded
+
+
+def test_a_run_directory_says_which_argument_grad_in_is_taken_on(tmp_path):
+    torch.manual_seed(4)
+    model = Refiner().double()
+    with gradlab.watch(model, tmp_path / "run", loops={"gru": "hx"}) as rec:
+        model(torch.randn(5, 3, dtype=torch.float64)).backward()
+        rec.step(0)
+    assert 'loops = "gru (grad/in on hx)"' in (tmp_path / "run" / "config.toml").read_text()
