@@ -5,12 +5,12 @@ The modes alternate round by round in one process, so drift in machine load hits
 compared with the "off" round next to it. Reported: the median over rounds of that ratio, with its quartiles.
 Targets (issue 21): <= 1.03 every step, <= 1.005 every 10th.
 
-    python -m benchmarks.recorder_overhead            # full run (~2-3 min on 2 CPU cores)
-    python -m benchmarks.recorder_overhead --model small   # four conv blocks + HEM T=5: ~3x shorter steps
-    python -m benchmarks.recorder_overhead --smoke    # seconds; checks that it runs
+    python -m benchmarks.recorder_overhead                 # full run (~1 min on 2 CPU cores)
+    python -m benchmarks.recorder_overhead --model small   # four conv blocks + HEM T=5: about half the step time
+    python -m benchmarks.recorder_overhead --smoke         # seconds; checks that it runs
     python -m benchmarks.recorder_overhead --device cuda
-    python -m benchmarks.recorder_overhead --breakdown    # + trace only, no diagnostics, no group norms,
-                                                          #   no mechanism; and the cost of one σ_t estimate
+    python -m benchmarks.recorder_overhead --breakdown     # + trace only, no diagnostics, no group norms, no
+        # mechanism, log=; the ledger of the EMA unit's parts, the parts of closing a step, one σ_t estimate
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ BREAKDOWN = ("trace only", "no diagnostics", "no group norms", "no mechanism", "
 
 
 def small_backbone(width: int = 64) -> nn.Module:
-    """Four conv blocks (3×3 conv, BN, ReLU; strides 2, 2, 2, 1): a segmentation-like model whose steps are a few
-    times shorter than the tiny ResNet's, where the recorder's fixed per-step cost weighs the most."""
+    """Four conv blocks (3×3 conv, BN, ReLU; strides 2, 2, 2, 1): a segmentation-like model whose steps are about
+    half as long as the tiny ResNet's, where the recorder's fixed per-step cost weighs the most."""
     blocks, channels = [], 3
     for stride in (2, 2, 2, 1):
         blocks += [nn.Conv2d(channels, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
