@@ -13,6 +13,8 @@ from unittest import mock
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import gradlab
@@ -402,3 +404,30 @@ def test_a_run_directory_says_which_argument_grad_in_is_taken_on(tmp_path):
         model(torch.randn(5, 3, dtype=torch.float64)).backward()
         rec.step(0)
     assert 'loops = "gru (grad/in on hx)"' in (tmp_path / "run" / "config.toml").read_text()
+
+
+_ARGUMENTS = st.one_of(st.none(), st.booleans(), st.integers(-3, 5), st.floats(allow_nan=True), st.text(max_size=6),
+                       st.sampled_from(["input", "hx", "x", "self"]), st.lists(st.integers(0, 2), max_size=2))
+
+
+@settings(max_examples=80, deadline=None)
+@given(argument=_ARGUMENTS, path=st.sampled_from(["gru", "encode"]))
+def test_any_argument_is_taken_or_refused_with_one_config_error(argument, path):
+    """A family of `loops={path: argument}` values: each one is either watched (and records) or refused with a
+    ConfigError before any hook is attached, never another exception. GRUCell.forward(input, hx), Linear(input)."""
+    torch.manual_seed(5)
+    model = Refiner().double()
+    before = attached(model)
+    names, positions = {"gru": (("input", "hx"), (0, 1)), "encode": (("input",), (0,))}[path]
+    valid = argument is None or (type(argument) is str and argument in names) or (
+        type(argument) is int and argument in positions)
+    try:
+        rec = gradlab.watch(model, loops={path: argument})
+    except ConfigError:
+        assert attached(model) == before and not valid
+        return
+    assert valid
+    with rec:
+        model(torch.randn(5, 3, dtype=torch.float64)).backward()
+        rec.step(0)
+    assert (rec.frame().query("quantity == 'grad/in'").status.isin(["ok", "no_grad"])).all()
