@@ -19,7 +19,7 @@ import pandas as pd
 from gradlab.ablate.executors import SUBMITIT
 from gradlab.ablate.grid import Axis, Trial, expand
 from gradlab.ablate.runner import Outcome, run_trials
-from gradlab.ablate.summary import contrast_markdown, panel_frame, summary_table, to_markdown
+from gradlab.ablate.summary import contrast_markdown, panel_frame, run_table, summary_table, to_markdown
 from gradlab.analysis import load_metrics, load_runs
 from gradlab.atomic import write_text
 from gradlab.errors import ConfigError
@@ -97,8 +97,9 @@ def claim(out: Path, plan: dict) -> None:
 
 
 def write_summary(run_dirs: list[Path], keys: list[str], out: Path) -> pd.DataFrame:
-    """OUT/summary.csv, OUT/summary.md, OUT/ablation.png (metrics vs the first numeric axis) and, with EM and
-    HEM in the grid, OUT/contrast.md (HEM − EM with Welch intervals)."""
+    """OUT/summary.csv, OUT/summary.md, OUT/runs.csv (the per-run numbers the summary pools), OUT/ablation.png
+    (metrics vs the first numeric axis) and, with EM and HEM in the grid, OUT/contrast.md (HEM − EM with Welch
+    intervals)."""
     from gradlab.plots import ablation_panel, save
 
     records, metrics = load_runs(run_dirs), load_metrics(run_dirs)
@@ -108,6 +109,7 @@ def write_summary(run_dirs: list[Path], keys: list[str], out: Path) -> pd.DataFr
     if effect is not None:
         write_text(out / "contrast.md", effect)
     write_text(out / "summary.csv", table.to_csv(index=False))
+    write_text(out / "runs.csv", run_table(records, metrics, keys).to_csv(index=False))
     x = "model.iterations" if "model.iterations" in keys else next(
         (k for k in keys if pd.api.types.is_numeric_dtype(table[k])), keys[0])
     long = panel_frame(table, x, keys)

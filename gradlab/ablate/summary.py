@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from gradlab.analysis import compare, contrast, load_metrics, load_runs, regime
+from gradlab.analysis.compare import final_metric, per_run
 from gradlab.analysis.intervals import INTERVAL_LABEL
 from gradlab.plots.common import HUE_FORMATS
 from gradlab.report import tables as fmt
@@ -44,6 +45,25 @@ def summary_table(records: pd.DataFrame, metrics: pd.DataFrame, by: Sequence[str
             table = table.merge(c[keep], on=[*by, "layer"], how="left")
     table = table.rename(columns={"miou_ci_low": "miou_low", "miou_ci_high": "miou_high"})
     return table.merge(regime_counts(records, by, fraction), on=[*by, "layer"], how="left")
+
+
+def run_table(records: pd.DataFrame, metrics: pd.DataFrame, by: Sequence[str], fraction: float = 0.1) -> pd.DataFrame:
+    """One row per (run, layer): the numbers `summary_table` pools over seeds, per run: the `by` values and the
+    seed, the final val mIoU, per quantity q the mean `q decades` over the last `fraction` of steps, and the
+    run's regime with its evidence (similarity, entropy_ratio, MECHANISM_SUMMARY)."""
+    by = list(by)
+    keys = [k for k in (*by, "seed") if k in records.columns]
+    table = None
+    for quantity in QUANTITIES:
+        d = per_run(records, by=keys, quantity=quantity, fraction=fraction)[["run", "layer", *keys, "decades"]]
+        d = d.astype({"run": object, "layer": object}).rename(columns={"decades": f"{quantity} decades"})
+        table = d if table is None else table.merge(d, on=["run", "layer", *keys], how="outer")
+    table = table.merge(final_metric(metrics).reset_index().astype({"run": object}), on="run", how="left")
+    verdicts = regime(records, fraction=fraction).astype({"run": object, "layer": object})
+    evidence = ["regime", "similarity", "entropy_ratio", *MECHANISM_SUMMARY]
+    table = table.merge(verdicts[["run", "layer", *evidence]], on=["run", "layer"], how="left")
+    return table[["run", "layer", *keys, "miou", *[f"{q} decades" for q in QUANTITIES], *evidence]].sort_values(
+        ["run", "layer"], ignore_index=True)
 
 
 def regime_counts(records: pd.DataFrame, by: list[str], fraction: float) -> pd.DataFrame:

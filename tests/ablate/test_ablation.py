@@ -31,6 +31,14 @@ def test_ablation_runs_every_trial_summarises_and_a_rerun_skips_them(tmp_path):
     assert len(contrast) == 4 and "Welch 95% CI" in contrast[0] and contrast[2].startswith("| 1 | 1 + 1 |")
     assert (tmp_path / "ablation.png").stat().st_size > 0
     assert result.report is not None and result.report.is_file()
+    runs = pd.read_csv(tmp_path / "runs.csv")  # one row per run: the numbers the summary pools
+    assert len(runs) == 4 and set(runs["seed"]) == {0} and runs["miou"].notna().all()
+    pooled = runs.groupby(["model.kind", "model.iterations"])[["miou", "grad/x decades"]].mean()
+    summary = table.set_index(["model.kind", "model.iterations"]).loc[pooled.index]
+    assert pooled["miou"].tolist() == pytest.approx(summary["miou"].tolist())
+    assert pooled["grad/x decades"].tolist() == pytest.approx(summary["grad/x decades"].tolist(), nan_ok=True)
+    assert [r.split(" ")[0] for r in summary["regimes"]] == runs.set_index(
+        ["model.kind", "model.iterations"]).loc[pooled.index, "regime"].tolist()
 
     again = run_ablation("demo", axes, 1, tmp_path, overrides=TINY, workers=2, progress=False, report=False)
     assert [o.state for o in again.outcomes] == ["skipped"] * 4
