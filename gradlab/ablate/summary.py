@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gradlab.analysis import compare, contrast, load_metrics, load_runs, regime
-from gradlab.analysis.compare import final_metric, per_run
-from gradlab.analysis.intervals import INTERVAL_LABEL
+from gradlab.analysis import load_metrics, load_runs, regime
+from gradlab.analysis.compare import contrast_runs, final_metric, per_run
+from gradlab.analysis.intervals import INTERVAL_LABEL, mean_interval
 from gradlab.plots.common import HUE_FORMATS
 from gradlab.report import tables as fmt
 
@@ -31,20 +31,24 @@ def summarize_ablation(run_dirs: Sequence[Path], by: Sequence[str], fraction: fl
 
 
 def summary_table(records: pd.DataFrame, metrics: pd.DataFrame, by: Sequence[str], fraction: float = 0.1):
-    """`summarize_ablation` of loaded records and metrics."""
+    """`summarize_ablation` of loaded records and metrics: `pool` of their `run_table`."""
+    return pool(run_table(records, metrics, by, fraction), by)
+
+
+def pool(runs: pd.DataFrame, by: Sequence[str], level: float = 0.95) -> pd.DataFrame:
+    """Per (`by` values, layer) from per-run rows (`run_table`, or a runs.csv): `runs`, the mean over runs of the
+    final val mIoU and of each quantity's decades with their INTERVAL_METHOD bounds (`_low`, `_high`), `regimes`
+    ("healthy 2/3, collapse 1/3", most common first) and the evidence (similarity, entropy_ratio,
+    MECHANISM_SUMMARY) averaged over the runs."""
     by = list(by)
-    table = None
-    for quantity in QUANTITIES:
-        c = compare(records, by=by, quantity=quantity, metric="decades", metrics=metrics, fraction=fraction)
-        c = c.rename(columns={"estimate": f"{quantity} decades", "ci_low": f"{quantity} decades_low",
-                              "ci_high": f"{quantity} decades_high"})
-        keep = [*by, "layer", f"{quantity} decades", f"{quantity} decades_low", f"{quantity} decades_high"]
-        if table is None:
-            table = c[[*by, "layer", "runs", "miou", "miou_ci_low", "miou_ci_high", *keep[len(by) + 1:]]]
-        else:
-            table = table.merge(c[keep], on=[*by, "layer"], how="left")
-    table = table.rename(columns={"miou_ci_low": "miou_low", "miou_ci_high": "miou_high"})
-    return table.merge(regime_counts(records, by, fraction), on=[*by, "layer"], how="left")
+    rows = []
+    for key, g in runs.groupby([*by, "layer"], observed=True, sort=True, dropna=False):
+        row = dict(zip([*by, "layer"], key)) | {"runs": len(g)}
+        for column in ("miou", *(f"{q} decades" for q in QUANTITIES)):
+            row[column], row[f"{column}_low"], row[f"{column}_high"] = mean_interval(g[column], level)
+        row["regimes"] = ", ".join(f"{name} {n}/{len(g)}" for name, n in g["regime"].value_counts().items())
+        rows.append(row | {c: g[c].mean() for c in ("similarity", "entropy_ratio", *MECHANISM_SUMMARY)})
+    return pd.DataFrame(rows)
 
 
 def run_table(records: pd.DataFrame, metrics: pd.DataFrame, by: Sequence[str], fraction: float = 0.1) -> pd.DataFrame:
@@ -64,22 +68,6 @@ def run_table(records: pd.DataFrame, metrics: pd.DataFrame, by: Sequence[str], f
     table = table.merge(verdicts[["run", "layer", *evidence]], on=["run", "layer"], how="left")
     return table[["run", "layer", *keys, "miou", *[f"{q} decades" for q in QUANTITIES], *evidence]].sort_values(
         ["run", "layer"], ignore_index=True)
-
-
-def regime_counts(records: pd.DataFrame, by: list[str], fraction: float) -> pd.DataFrame:
-    """Per (`by`, layer): how many runs ended in each regime, most common first ("healthy 2/3, collapse 1/3"), and
-    the evidence averaged over runs: bases similarity, attention entropy H / ln K (MATH.md §6) and
-    MECHANISM_SUMMARY (§9; NaN where not recorded)."""
-    verdicts = regime(records, fraction=fraction)
-    configs = records[["run", *by]].drop_duplicates("run")
-    verdicts = verdicts.astype({"run": object}).merge(configs.astype({"run": object}), on="run")
-    rows = []
-    for key, g in verdicts.groupby([*by, "layer"], observed=True, sort=True, dropna=False):
-        counts = g["regime"].value_counts()
-        text = ", ".join(f"{name} {n}/{len(g)}" for name, n in counts.items())
-        rows.append(dict(zip([*by, "layer"], key)) | {"regimes": text}
-                    | {c: g[c].mean() for c in ("similarity", "entropy_ratio", *MECHANISM_SUMMARY)})
-    return pd.DataFrame(rows)
 
 
 def setting_label(row: pd.Series, keys: Sequence[str]) -> str:
@@ -107,9 +95,14 @@ def contrast_markdown(records: pd.DataFrame, metrics: pd.DataFrame, by: Sequence
                       fraction: float = 0.1) -> str | None:
     """HEM − EM at each setting of the other grid keys (analysis.contrast: decades of grad/x and final mIoU, each
     with Welch's 95% interval of the difference of means over seeds) as Markdown; None without both kinds."""
-    if "model.kind" not in by or not {"em", "hem"} <= set(records["model.kind"].astype(str)):
+    return contrast_markdown_of(run_table(records, metrics, by, fraction), by)
+
+
+def contrast_markdown_of(runs: pd.DataFrame, by: Sequence[str]) -> str | None:
+    """`contrast_markdown` of per-run rows (`run_table`, or a runs.csv)."""
+    if "model.kind" not in by or not {"em", "hem"} <= set(runs["model.kind"].astype(str)):
         return None
-    table = contrast(records, by, metrics=metrics, fraction=fraction)
+    table = contrast_runs(runs, by, column="grad/x decades")
     if table.empty:
         return None
     keys = [c for c in table.columns[:table.columns.get_loc("layer")]]

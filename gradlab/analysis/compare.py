@@ -16,7 +16,7 @@ import pandas as pd
 from gradlab.analysis._codes import of_names, of_quantity
 from gradlab.analysis.aggregate import LINEAR_METRICS, LOG_METRICS, summarize, trained_steps, window
 from gradlab.analysis.decay import DECAY_FLAGS, decay
-from gradlab.analysis.intervals import t_interval, welch_difference
+from gradlab.analysis.intervals import mean_interval, welch_difference
 from gradlab.records import INPUT_GRADIENT
 
 COMPARE_BY = ("model.kind", "model.iterations")
@@ -48,15 +48,12 @@ def final_metric(metrics: pd.DataFrame, name: str = "miou") -> pd.Series:
 
 
 def _group_ci(values: pd.Series, log: bool, level: float) -> tuple[float, float, float]:
+    """`mean_interval` of the values, or of their logs (then back on the values' scale: a geometric mean)."""
     v = values.to_numpy(dtype=np.float64)
+    if not log:
+        return mean_interval(v, level)
     with np.errstate(divide="ignore", invalid="ignore"):
-        v = np.log(v) if log else v
-    finite = v[~np.isnan(v)]
-    estimate = float(finite.mean()) if len(finite) else np.nan
-    low, high = t_interval(finite, level=level)
-    if log:
-        return float(np.exp(estimate)), float(np.exp(low)), float(np.exp(high))
-    return estimate, low, high
+        return tuple(float(np.exp(x)) for x in mean_interval(np.log(v), level))
 
 
 def compare(frame: pd.DataFrame, by: Sequence[str] = COMPARE_BY, quantity: str | tuple[str, ...] = INPUT_GRADIENT,
@@ -93,11 +90,18 @@ def contrast(frame: pd.DataFrame, by: Sequence[str], *, key: str = "model.kind",
     if metric not in METRICS or metric in LOG_METRICS:
         raise ValueError(f"metric {metric!r}: a contrast is a difference of means of a linear metric "
                          f"({', '.join(LINEAR_METRICS)}, half_depth or a flag share)")
-    others = [k for k in by if k not in (key, "model.step_size")]
-    beside = [k for k in by if k == "model.step_size"]  # the HEM side's own settings
-    runs = per_run(frame, [*others, *beside, key], quantity, "last", fraction)
+    runs = per_run(frame, [*(k for k in by if k != key), key], quantity, "last", fraction)
     if metrics is not None:
         runs = runs.merge(final_metric(metrics).reset_index(), on="run", how="left")
+    return contrast_runs(runs, by, key=key, levels=levels, column=metric, level=level)
+
+
+def contrast_runs(runs: pd.DataFrame, by: Sequence[str], *, key: str = "model.kind", levels: tuple = ("em", "hem"),
+                  column: str = "decades", level: float = 0.95) -> pd.DataFrame:
+    """`contrast` of per-run rows (one per run and layer, with the `by` keys, `column` and, where present,
+    `miou`: `per_run`, or gradlab.ablate's run table): the difference of the means of `column`, and of `miou`."""
+    others = [k for k in by if k not in (key, "model.step_size")]
+    beside = [k for k in by if k == "model.step_size"]  # the HEM side's own settings
     base, other = runs[runs[key] == levels[0]], runs[runs[key] == levels[1]]
     rows = []
     for setting, b in other.groupby([*others, *beside, "layer"], observed=True, sort=True, dropna=False):
@@ -106,10 +110,10 @@ def contrast(frame: pd.DataFrame, by: Sequence[str], *, key: str = "model.kind",
             if others else base[base["layer"].to_numpy() == keys["layer"]]
         if a.empty:
             continue
-        diff, low, high = welch_difference(a[metric], b[metric], level)
-        row = keys | {"metric": metric, "difference": diff, "ci_low": low, "ci_high": high,
+        diff, low, high = welch_difference(a[column], b[column], level)
+        row = keys | {"metric": column, "difference": diff, "ci_low": low, "ci_high": high,
                       f"runs {levels[0]}": len(a), f"runs {levels[1]}": len(b)}
-        if metrics is not None:
+        if "miou" in runs.columns:
             row["miou difference"], row["miou_ci_low"], row["miou_ci_high"] = welch_difference(
                 a["miou"], b["miou"], level)
         rows.append(row)

@@ -42,6 +42,12 @@ def t_interval(values: Sequence[float] | np.ndarray, level: float = 0.95) -> tup
     return float(v.mean() - half), float(v.mean() + half)
 
 
+def mean_interval(values: Sequence[float] | np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high) of `values` over runs (NaN dropped; the mean NaN without values): `t_interval`."""
+    v = _finite(values)
+    return (float(v.mean()) if len(v) else math.nan), *t_interval(v, level)
+
+
 def welch_difference(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray,
                      level: float = 0.95) -> tuple[float, float, float]:
     """(mean(b) − mean(a), low, high): Welch's interval of the difference of two groups' means (NaN dropped);
