@@ -1,5 +1,10 @@
-"""What every study script shares: its command line (--quick, --workers, --out, --seeds, --set), running its grid
-with `gradlab.ablate.run_ablation`, and printing the summary. A study adds its own tables and figures after."""
+"""What every study script shares: its command line (--quick, --workers, --out, --seeds, --set, --keep), running
+its grid with `gradlab.ablate.run_ablation`, and printing the summary. A study adds its own tables and figures after.
+
+`--keep DIR` lets a study span machines whose run directories do not survive: the trials whose numbers DIR
+holds (ablation.json and runs.csv of an earlier run, e.g. committed) are not run again, and before and after the
+run the numbers of every run finished in OUT are added to DIR (`gradlab.ablate.ablation.keep_finished`), with
+summary.md once there is one, to commit."""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gradlab.ablate import AblationResult, parse_axis, run_ablation
+from gradlab.ablate.ablation import MANIFEST, RUNS, keep_finished
+from gradlab.atomic import write_text
 from gradlab.cli import one_line
 from gradlab.errors import GradlabError
 
@@ -25,14 +32,29 @@ def main(name: str, doc: str, grid: Sequence[str], seeds: int = 3, overrides: Se
     parser.add_argument("--seeds", type=int, default=seeds, help=f"seeds per grid point (default {seeds})")
     parser.add_argument("--out", default=None, help=f"folder (default runs/studies/{name}, -quick with --quick)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
+    parser.add_argument("--keep", default=None, metavar="DIR",
+                        help="a folder to commit: trials it holds are not run again; the results are copied there")
     args = parser.parse_args(argv)
     out = Path(args.out or f"runs/studies/{name}{'-quick' if args.quick else ''}")
+    keep = Path(args.keep) if args.keep else None
     began = time.monotonic()
     try:
+        if keep is not None and (out / MANIFEST).is_file():  # what finished here before (an interrupted session)
+            keep_finished(out, keep)
         result = run_ablation(BASE, [parse_axis(a) for a in grid], args.seeds, out, workers=args.workers,
-                              overrides=[*overrides, *args.set], quick=args.quick)
-        if after is not None and result.summary is not None:
+                              overrides=[*overrides, *args.set], quick=args.quick,
+                              earlier=keep if keep is not None and (keep / RUNS).is_file() else None)
+        elsewhere = sum(o.state == "earlier" for o in result.outcomes)
+        if after is not None and result.summary is not None and elsewhere:
+            print(f"{name}: {elsewhere} runs finished elsewhere have no run directory here: {after.__name__} "
+                  "(which reads run directories) is skipped; the summary holds them")
+        elif after is not None and result.summary is not None:
             after(result)
+        if keep is not None:
+            finished = keep_finished(out, keep)
+            if (out / "summary.md").is_file():
+                write_text(keep / "summary.md", (out / "summary.md").read_text())
+            print(f"{name}: kept the numbers of {finished} finished runs in {keep}: commit it")
     except GradlabError as err:
         print(f"{name}: error: {one_line(err)}", file=sys.stderr)
         return 2

@@ -86,7 +86,7 @@ def _ablate(args: argparse.Namespace) -> int:
         with _warnings_on_stderr():
             result = run_ablation(args.config, axes, args.seeds, args.out, overrides=args.set, workers=args.workers,
                                   threads=args.threads, quick=args.quick, report=not args.no_report,
-                                  gpus=args.gpus, **jobs)
+                                  gpus=args.gpus, earlier=args.earlier, **jobs)
     except KeyboardInterrupt as err:  # the running trials were stopped and marked "interrupted" (ablate.runner)
         signum = getattr(err, "signum", signal.SIGINT)
         print(f"gradlab: interrupted: {str(err) or signal.Signals(signum).name}; run the same command again to "
@@ -95,7 +95,7 @@ def _ablate(args: argparse.Namespace) -> int:
     if result.summary is not None:
         print(f"summary: {result.out / 'summary.md'}" + (f"\nreport: {result.report}" if result.report else ""))
     elif result.pending:
-        done = sum(o.state in ("done", "skipped") for o in result.outcomes)
+        done = sum(o.state in ("done", "skipped", "earlier") for o in result.outcomes)
         print(f"ablation: {done} of {len(result.trials)} runs done, {len(result.pending)} with the scheduler; "
               f"run the same command again to see where they stand (the summary comes once all are done)")
     if result.failed:
@@ -275,6 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="smoke-sized runs (few steps, one small validation): checks a grid end to end in "
                           "minutes; its numbers mean nothing")
     abl.add_argument("--no-report", action="store_true", help="skip the combined HTML report")
+    abl.add_argument("--earlier", type=in_path, default=None, metavar="DIR",
+                     help="the folder of an earlier run of this ablation elsewhere (its ablation.json and runs.csv, "
+                          "e.g. committed from another machine): its trials are not run again and their rows join "
+                          "the summary and OUT/runs.csv")
     abl.add_argument("--gpus", type=_device_list, default=(), metavar="0,1,...",
                      help="give each running trial its own GPU of this list (CUDA_VISIBLE_DEVICES)")
     cluster = abl.add_argument_group("on a cluster (SLURM through submitit: pip install 'gradlab[slurm]')")

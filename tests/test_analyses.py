@@ -51,6 +51,18 @@ def test_step_size_study_and_t_eval_run_end_to_end(studies, tmp_path, capsys):
     assert (tmp_path / "eta" / "objective.png").stat().st_size > 0
     assert "step_size: 5 runs, 0 failed" in capsys.readouterr().out
 
+    keep = tmp_path / "committed"  # the study spread over machines: what one keeps, another does not run again
+    assert _study.main("step_size", study.__doc__, study.GRID, overrides=["model.iterations=5"],
+                       after=study.objective, argv=[*argv, "--keep", str(keep)]) == 0
+    assert "kept the numbers of 5 finished runs" in capsys.readouterr().out
+    fresh = [*argv[:-len(sets) - 2], "--out", str(tmp_path / "fresh"), *sets, "--keep", str(keep)]
+    assert _study.main("step_size", study.__doc__, study.GRID, overrides=["model.iterations=5"],
+                       after=study.objective, argv=fresh) == 0
+    printed = capsys.readouterr().out
+    assert "5 runs finished elsewhere have no run directory here: objective" in printed
+    assert not list((tmp_path / "fresh").glob("*_seed-*"))  # nothing trained again
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "fresh" / "summary.csv"), table)
+
     assert studies["t_eval"].main(["--runs", str(tmp_path / "eta"), "--t-eval", "1,4",
                                    "--out", str(tmp_path / "te")]) == 0
     t_eval = pd.read_csv(tmp_path / "te" / "t_eval.csv")

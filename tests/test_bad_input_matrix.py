@@ -180,6 +180,15 @@ def ablate(ctx: Ctx, *args: str) -> list[str]:
     return ["ablate", "demo", *args, "--out", str(ctx.out), "--quick", "--no-report"]
 
 
+def earlier_of_another_ablation(ctx: Ctx) -> list[str]:
+    from gradlab.ablate.ablation import claim
+
+    claim(ctx.tmp / "earlier", {"config": "demo", "set": [], "grid": {"model.kind": ["em", "hem"]}, "seeds": 1,
+                                "quick": True, "trials": ["kind-em_seed-0", "kind-hem_seed-0"]})
+    write(ctx.tmp / "earlier" / "runs.csv", "run,layer\n")
+    return ablate(ctx, "--grid", "model.iterations=1,2", "--earlier", str(ctx.tmp / "earlier"))
+
+
 def compare(ctx: Ctx, *args: str) -> list[str]:
     return ["compare", str(ctx.run_copy("em")), str(ctx.run_copy("hem")), *args]
 
@@ -328,7 +337,15 @@ CASES = [
          "record.jacobian_every=-1 is out of range: allowed >= 0", what="`--set record.jacobian_every=-1`"),
     Case("no Jacobian images", lambda c: train(c, "record.jacobian_images=0"),
          "record.jacobian_images=0 is out of range: allowed >= 1", what="`--set record.jacobian_images=0`"),
+    Case("ablate --earlier missing", lambda c: ablate(c, "--grid", "model.iterations=1,2", "--earlier",
+                                                      str(c.tmp / "earlier")),
+         "give the folder of an earlier run of this ablation, with its ablation.json and runs.csv",
+         what="`--earlier` names a folder that does not exist"),
+    Case("ablate --earlier of another ablation", earlier_of_another_ablation,
+         "another ablation (grid, trials differ from this one's)",
+         what="`--earlier` names the folder of another grid's ablation"),
 ]
+
 
 
 def corrupt_idx(path: Path) -> None:

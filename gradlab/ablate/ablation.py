@@ -19,13 +19,14 @@ import pandas as pd
 from gradlab.ablate.executors import SUBMITIT
 from gradlab.ablate.grid import Axis, Trial, expand
 from gradlab.ablate.runner import Outcome, run_trials
-from gradlab.ablate.summary import contrast_markdown, panel_frame, run_table, summary_table, to_markdown
+from gradlab.ablate.summary import RUN_COLUMNS, contrast_markdown, panel_frame, pool, run_table, to_markdown
 from gradlab.analysis import load_metrics, load_runs
 from gradlab.atomic import write_text
 from gradlab.errors import ConfigError
 from gradlab.run_dir import RunDirectory
 
 MANIFEST = "ablation.json"
+RUNS = "runs.csv"  # the per-run numbers the summary pools (summary.run_table)
 
 
 @dataclass
@@ -51,29 +52,91 @@ def run_ablation(config: str | None, axes: Sequence[Axis], seeds: int = 1, out: 
                  overrides: Sequence[str] = (), workers: int = 1, threads: int | None = None, quick: bool = False,
                  report: bool = True, progress: bool = True, gpus: Sequence[str] = (), executor: Any = None,
                  job_state: Callable[[str], str] | None = None, wait: bool = True,
-                 processes: int = 1) -> AblationResult:
+                 processes: int = 1, earlier: str | Path | None = None) -> AblationResult:
     """Run the grid into `out` (see the module docstring); rerunning the same call continues it. `executor`,
     `job_state` and `wait` send the trials out as jobs (gradlab.ablate.runner, gradlab.ablate.executors): the
-    summary is written once every trial is complete; `processes` > 1 runs each job's trial under torchrun."""
+    summary is written once every trial is complete; `processes` > 1 runs each job's trial under torchrun.
+
+    `earlier`: the folder of an earlier run of this same ablation elsewhere (another machine, whose run
+    directories are gone): its ablation.json and runs.csv, e.g. committed. Its trials are not run again (outcome
+    "earlier"), their rows join the summary, and OUT/runs.csv holds them with the new ones. A trial complete in
+    `out` itself is read from its run directory."""
     if workers < 1:
         raise ConfigError(f"--workers {workers} is out of range: allowed >= 1")
     out = Path(out)
     trials, dropped = expand(config, axes, seeds, overrides, quick)
-    claim(out, manifest(config, axes, seeds, overrides, quick, trials))
+    plan = manifest(config, axes, seeds, overrides, quick, trials)
+    kept = read_earlier(earlier, plan, [a.key for a in axes]) if earlier is not None else None
+    claim(out, plan)
+    local = {t.name for t in trials if RunDirectory(out / t.name).complete}
+    if kept is not None:
+        kept = kept[~kept["run"].isin(local)]  # the run directory here is the fuller record of the same trial
+        named = set(kept["run"])
+        earlier_trials, trials_here = [t for t in trials if t.name in named], [t for t in trials if t.name not in named]
+    else:
+        earlier_trials, trials_here = [], trials
     if progress:
         extra = f" ({dropped} grid points coincide after resolution and run once)" if dropped else ""
         print(f"ablation: {len(trials)} runs into {out}{extra}; logs in {out / 'logs'}")
-    outcomes = run_trials(trials, out, config, workers, threads, progress, gpus=gpus, executor=executor,
+        if earlier_trials:
+            print(f"ablation: {len(earlier_trials)} of them finished elsewhere ({earlier}): not run again")
+    outcomes = run_trials(trials_here, out, config, workers, threads, progress, gpus=gpus, executor=executor,
                           job_state=job_state, wait=wait, processes=processes)
+    outcomes = sorted([*outcomes, *(Outcome(t, "earlier") for t in earlier_trials)],
+                      key=lambda o: trials.index(o.trial))
     result = AblationResult(out, trials, outcomes, dropped)
-    done = [out / t.name for t in trials if RunDirectory(out / t.name).complete]
-    if done and (executor is None or len(done) == len(trials)):
-        result.summary = write_summary(done, [a.key for a in axes], out)
-        if report:
+    done = [out / t.name for t in trials_here if RunDirectory(out / t.name).complete]
+    if (done or earlier_trials) and (executor is None or len(done) == len(trials_here)):
+        result.summary = write_summary(done, [a.key for a in axes], out, kept)
+        if report and done:
             from gradlab.report import build_report
 
             result.report = build_report(done, out / "report", title=f"Ablation: {', '.join(a.key for a in axes)}").html
     return result
+
+
+def keep_finished(out: str | Path, folder: str | Path) -> int:
+    """Write into `folder` what another machine needs to go on with the ablation in `out` (`--earlier folder`):
+    its ablation.json, and a runs.csv of the runs complete in `out` together with the rows `folder` holds
+    already (of runs not in `out`). Callable at any time, also while trials still run; returns the runs kept."""
+    out, folder = Path(out), Path(folder)
+    plan = json.loads((out / MANIFEST).read_text())
+    keys = list(plan["grid"])
+    done = [out / name for name in plan["trials"] if RunDirectory(out / name).complete]
+    runs = run_table(load_runs(done), load_metrics(done), keys) if done else None
+    kept = read_earlier(folder, plan, keys) if (folder / RUNS).is_file() else None
+    if kept is not None and runs is not None:
+        kept = kept[~kept["run"].isin(set(runs["run"]))]
+    parts = [r for r in (kept, runs) if r is not None]
+    if not parts:
+        return 0
+    rows = pd.concat(parts, ignore_index=True).sort_values(["run", "layer"], ignore_index=True)
+    write_text(folder / MANIFEST, (out / MANIFEST).read_text())
+    write_text(folder / RUNS, rows.to_csv(index=False))
+    return rows["run"].nunique()
+
+
+def read_earlier(folder: str | Path, plan: dict, keys: list[str]) -> pd.DataFrame:
+    """The per-run rows that an earlier run of this same ablation left in `folder` (its OUT, or a copy of its
+    ablation.json and runs.csv without the run directories), checked: the manifest equal to `plan`, runs.csv
+    readable, with its columns, and every run one of the plan's trials (ConfigError naming what is wrong)."""
+    folder = Path(folder)
+    try:
+        old = json.loads((folder / MANIFEST).read_text())
+        rows = pd.read_csv(folder / RUNS)
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise ConfigError(f"--earlier {folder}: give the folder of an earlier run of this ablation, with its "
+                          f"{MANIFEST} and {RUNS} ({type(err).__name__}: {err})") from None
+    differ = [k for k in plan if not isinstance(old, dict) or old.get(k) != plan[k]]
+    if differ:
+        raise ConfigError(f"--earlier {folder}: another ablation ({', '.join(differ)} differ from this one's): "
+                          "give the folder of an earlier run of the same grid, seeds and --set")
+    missing = [c for c in ("run", "layer", *keys, *RUN_COLUMNS) if c not in rows.columns]
+    foreign = sorted(set(rows["run"].astype(str)) - set(plan["trials"])) if "run" in rows.columns else []
+    if missing or foreign:
+        raise ConfigError(f"--earlier {folder}: its {RUNS} is not one of this ablation's (" + (
+            f"no column {', '.join(missing)}" if missing else f"{foreign[0]!r} is not one of its trials") + ")")
+    return rows.astype({"run": str})
 
 
 def manifest(config, axes, seeds, overrides, quick, trials) -> dict:
@@ -96,20 +159,23 @@ def claim(out: Path, plan: dict) -> None:
     write_text(path, json.dumps(plan, indent=2))
 
 
-def write_summary(run_dirs: list[Path], keys: list[str], out: Path) -> pd.DataFrame:
-    """OUT/summary.csv, OUT/summary.md, OUT/runs.csv (the per-run numbers the summary pools), OUT/ablation.png
-    (metrics vs the first numeric axis) and, with EM and HEM in the grid, OUT/contrast.md (HEM − EM with Welch
-    intervals)."""
+def write_summary(run_dirs: list[Path], keys: list[str], out: Path,
+                  earlier: pd.DataFrame | None = None) -> pd.DataFrame:
+    """OUT/summary.csv, OUT/summary.md, OUT/runs.csv (the per-run numbers the summary pools: the run directories'
+    and the `earlier` rows), OUT/ablation.png (metrics vs the first numeric axis) and, with EM and HEM in the grid,
+    OUT/contrast.md (HEM − EM with Welch intervals)."""
     from gradlab.plots import ablation_panel, save
 
-    records, metrics = load_runs(run_dirs), load_metrics(run_dirs)
-    table = summary_table(records, metrics, keys)
+    runs = run_table(load_runs(run_dirs), load_metrics(run_dirs), keys) if run_dirs else None
+    runs = pd.concat([r for r in (earlier, runs) if r is not None], ignore_index=True).sort_values(
+        ["run", "layer"], ignore_index=True)
+    table = pool(runs, keys)
     write_text(out / "summary.md", to_markdown(table, keys))
-    effect = contrast_markdown(records, metrics, keys)
+    effect = contrast_markdown(runs, keys)
     if effect is not None:
         write_text(out / "contrast.md", effect)
     write_text(out / "summary.csv", table.to_csv(index=False))
-    write_text(out / "runs.csv", run_table(records, metrics, keys).to_csv(index=False))
+    write_text(out / RUNS, runs.to_csv(index=False))
     x = "model.iterations" if "model.iterations" in keys else next(
         (k for k in keys if pd.api.types.is_numeric_dtype(table[k])), keys[0])
     long = panel_frame(table, x, keys)

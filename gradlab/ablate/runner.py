@@ -55,7 +55,7 @@ class AblationInterrupted(KeyboardInterrupt):
 
 #: what became of a trial in one call: "done", "skipped" (complete before this call), "failed"; with an executor
 #: also "running" (an earlier job still has it) and "submitted" (its job was sent and not waited for)
-OUTCOMES = ("done", "skipped", "failed", "running", "submitted")
+OUTCOMES = ("done", "skipped", "failed", "running", "submitted", "earlier")
 
 
 @dataclass

@@ -20,6 +20,9 @@ QUANTITIES = ("grad/x", "grad/mu")
 #: mechanism numbers (MATH.md §9) averaged over a setting's runs: layer gain, turn of the full gradient away from
 #: the one-step gradient (degrees), total parameter-gradient norm
 MECHANISM_SUMMARY = {"gain": "gain G", "turn": "turn °", "grad_params": "‖∂L/∂θ‖"}
+#: the per-run columns of `run_table` (after run, layer, the grid keys and seed): what `pool` reads
+RUN_COLUMNS = ("miou", *(f"{q} decades" for q in QUANTITIES), "regime", "similarity", "entropy_ratio",
+               *MECHANISM_SUMMARY)
 
 
 def summarize_ablation(run_dirs: Sequence[Path], by: Sequence[str], fraction: float = 0.1) -> pd.DataFrame:
@@ -66,8 +69,7 @@ def run_table(records: pd.DataFrame, metrics: pd.DataFrame, by: Sequence[str], f
     verdicts = regime(records, fraction=fraction).astype({"run": object, "layer": object})
     evidence = ["regime", "similarity", "entropy_ratio", *MECHANISM_SUMMARY]
     table = table.merge(verdicts[["run", "layer", *evidence]], on=["run", "layer"], how="left")
-    return table[["run", "layer", *keys, "miou", *[f"{q} decades" for q in QUANTITIES], *evidence]].sort_values(
-        ["run", "layer"], ignore_index=True)
+    return table[["run", "layer", *keys, *RUN_COLUMNS]].sort_values(["run", "layer"], ignore_index=True)
 
 
 def setting_label(row: pd.Series, keys: Sequence[str]) -> str:
@@ -91,15 +93,10 @@ def panel_frame(table: pd.DataFrame, x: str, keys: Sequence[str]) -> pd.DataFram
     return pd.concat(rows, ignore_index=True)
 
 
-def contrast_markdown(records: pd.DataFrame, metrics: pd.DataFrame, by: Sequence[str],
-                      fraction: float = 0.1) -> str | None:
-    """HEM − EM at each setting of the other grid keys (analysis.contrast: decades of grad/x and final mIoU, each
-    with Welch's 95% interval of the difference of means over seeds) as Markdown; None without both kinds."""
-    return contrast_markdown_of(run_table(records, metrics, by, fraction), by)
-
-
-def contrast_markdown_of(runs: pd.DataFrame, by: Sequence[str]) -> str | None:
-    """`contrast_markdown` of per-run rows (`run_table`, or a runs.csv)."""
+def contrast_markdown(runs: pd.DataFrame, by: Sequence[str]) -> str | None:
+    """HEM − EM at each setting of the other grid keys, from per-run rows (`run_table`, or a runs.csv): the
+    difference of the mean decades of grad/x and of the final mIoU over seeds, each with Welch's 95% interval
+    (analysis.compare.contrast_runs), as Markdown; None without both kinds."""
     if "model.kind" not in by or not {"em", "hem"} <= set(runs["model.kind"].astype(str)):
         return None
     table = contrast_runs(runs, by, column="grad/x decades")

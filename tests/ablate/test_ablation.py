@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +14,9 @@ import pandas as pd
 import pytest
 
 from gradlab.ablate import parse_axis, run_ablation
-from gradlab.ablate.ablation import MANIFEST, claim
+from gradlab.ablate.ablation import MANIFEST, claim, keep_finished, manifest
+from gradlab.ablate.grid import expand
+from gradlab.ablate.summary import RUN_COLUMNS
 from gradlab.errors import ConfigError
 from gradlab.train import RunDirectory
 from tests.train.conftest import TINY
@@ -102,3 +106,81 @@ def test_killed_ablation_continues_where_it_stopped(tmp_path):
     for name in ("iterations-1_seed-0", "iterations-2_seed-0", "iterations-3_seed-0"):
         assert RunDirectory(out / name).complete
     assert (out / "logs" / "iterations-1_seed-0.log").read_text().count("$ ") == 1  # not redone
+
+
+def test_trials_finished_elsewhere_are_not_run_again_and_join_the_summary(tmp_path):
+    """A study spread over machines: the ablation.json and runs.csv of the trials one machine finished let another
+    run only the rest, and the summary it writes pools both, equal to the summary of all trials run in one place."""
+    axes = [parse_axis("model.kind=em,hem")]
+    whole = run_ablation("demo", axes, 2, tmp_path / "whole", overrides=TINY, workers=2, progress=False,
+                         report=False)
+    elsewhere = tmp_path / "committed"  # what another machine kept: no run directories
+    elsewhere.mkdir()
+    shutil.copy(tmp_path / "whole" / MANIFEST, elsewhere)
+    runs = pd.read_csv(tmp_path / "whole" / "runs.csv")
+    runs[runs["seed"] == 0].to_csv(elsewhere / "runs.csv", index=False)  # seed 0 finished there
+    split = run_ablation("demo", axes, 2, tmp_path / "split", overrides=TINY, workers=2, progress=False,
+                         report=False, earlier=elsewhere)
+    states = {o.trial.name: o.state for o in split.outcomes}
+    assert sorted(states.values()) == ["done", "done", "earlier", "earlier"]
+    for trial in split.trials:
+        assert (tmp_path / "split" / trial.name).exists() == (states[trial.name] == "done")
+    for name in ("summary.csv", "runs.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "split" / name), pd.read_csv(tmp_path / "whole" / name),
+                                      check_exact=False, rtol=1e-9)
+    assert (tmp_path / "split" / "contrast.md").read_text() == (tmp_path / "whole" / "contrast.md").read_text()
+    assert [o.state for o in whole.outcomes] == ["done"] * 4
+    # keep_finished banks what a folder finished (also mid-study), merged with what the bank held
+    assert keep_finished(tmp_path / "split", elsewhere) == 4
+    pd.testing.assert_frame_equal(pd.read_csv(elsewhere / "runs.csv"), pd.read_csv(tmp_path / "whole" / "runs.csv"),
+                                  check_exact=False, rtol=1e-9)
+    third = run_ablation("demo", axes, 2, tmp_path / "third", overrides=TINY, progress=False, report=False,
+                         earlier=elsewhere)
+    assert [o.state for o in third.outcomes] == ["earlier"] * 4 and third.report is None
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "third" / "summary.csv"),
+                                  pd.read_csv(tmp_path / "whole" / "summary.csv"), check_exact=False, rtol=1e-9)
+
+
+def _earlier(folder, manifest: dict | None, runs: pd.DataFrame | None):
+    folder.mkdir()
+    if manifest is not None:
+        (folder / MANIFEST).write_text(json.dumps(manifest))
+    if runs is not None:
+        runs.to_csv(folder / "runs.csv", index=False)
+    return folder
+
+
+@pytest.mark.parametrize("case, message", [
+    ("no runs.csv", "give the folder of an earlier run of this ablation, with its ablation.json and runs.csv"),
+    ("no manifest", "give the folder of an earlier run of this ablation, with its ablation.json and runs.csv"),
+    ("another grid", "another ablation (grid, trials differ from this one's)"),
+    ("other --set", "another ablation (set differ from this one's)"),
+    ("missing columns", "its runs.csv is not one of this ablation's (no column model.kind"),
+    ("foreign run", "its runs.csv is not one of this ablation's ('kind-em_seed-7' is not one of its trials)"),
+    ("not json", "give the folder of an earlier run of this ablation"),
+])
+def test_a_bad_earlier_folder_is_refused_before_anything_runs(tmp_path, case, message):
+    axes = [parse_axis("model.kind=em,hem")]
+    trials, _ = expand("demo", axes, 1, TINY)
+    plan = manifest("demo", axes, 1, TINY, False, trials)
+    good = pd.DataFrame([[t.name, "head.ema.em", t.name.split("_")[0][5:], 0, *[0.0] * len(RUN_COLUMNS)]
+                         for t in trials], columns=["run", "layer", "model.kind", "seed", *RUN_COLUMNS])
+    folder = tmp_path / "earlier"
+    if case == "no runs.csv":
+        _earlier(folder, plan, None)
+    elif case == "no manifest":
+        _earlier(folder, None, good)
+    elif case == "another grid":
+        _earlier(folder, plan | {"grid": {"model.iterations": [1, 2]}, "trials": ["x"]}, good)
+    elif case == "other --set":
+        _earlier(folder, plan | {"set": ["train.steps=5"]}, good)
+    elif case == "missing columns":
+        _earlier(folder, plan, good.drop(columns=["model.kind"]))
+    elif case == "foreign run":
+        _earlier(folder, plan, pd.concat([good, good.iloc[:1].assign(run="kind-em_seed-7")]))
+    else:
+        _earlier(folder, None, good)
+        (folder / MANIFEST).write_text("{not json")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        run_ablation("demo", axes, 1, tmp_path / "out", overrides=TINY, progress=False, earlier=folder)
+    assert not (tmp_path / "out").exists()
