@@ -103,17 +103,22 @@ def keep_finished(out: str | Path, folder: str | Path) -> int:
     plan = json.loads((out / MANIFEST).read_text())
     keys = list(plan["grid"])
     done = [out / name for name in plan["trials"] if RunDirectory(out / name).complete]
-    runs = run_table(load_runs(done), load_metrics(done), keys) if done else None
-    kept = read_earlier(folder, plan, keys) if (folder / RUNS).is_file() else None
-    if kept is not None and runs is not None:
-        kept = kept[~kept["run"].isin(set(runs["run"]))]
-    parts = [r for r in (kept, runs) if r is not None]
-    if not parts:
+    rows = finished_runs(done, keys, read_earlier(folder, plan, keys) if (folder / RUNS).is_file() else None)
+    if rows is None:
         return 0
-    rows = pd.concat(parts, ignore_index=True).sort_values(["run", "layer"], ignore_index=True)
     write_text(folder / MANIFEST, (out / MANIFEST).read_text())
     write_text(folder / RUNS, rows.to_csv(index=False))
     return rows["run"].nunique()
+
+
+def finished_runs(run_dirs: list[Path], keys: list[str], earlier: pd.DataFrame | None = None) -> pd.DataFrame | None:
+    """The per-run rows (summary.run_table) of `run_dirs`, with the `earlier` rows of runs not among them (a run
+    directory here is the fuller record of the same trial); None when there are none."""
+    runs = run_table(load_runs(run_dirs), load_metrics(run_dirs), keys) if run_dirs else None
+    if earlier is not None and runs is not None:
+        earlier = earlier[~earlier["run"].isin(set(runs["run"]))]
+    parts = [r for r in (earlier, runs) if r is not None]
+    return pd.concat(parts, ignore_index=True).sort_values(["run", "layer"], ignore_index=True) if parts else None
 
 
 def read_earlier(folder: str | Path, plan: dict, keys: list[str]) -> pd.DataFrame:
@@ -166,9 +171,7 @@ def write_summary(run_dirs: list[Path], keys: list[str], out: Path,
     OUT/contrast.md (HEM − EM with Welch intervals)."""
     from gradlab.plots import ablation_panel, save
 
-    runs = run_table(load_runs(run_dirs), load_metrics(run_dirs), keys) if run_dirs else None
-    runs = pd.concat([r for r in (earlier, runs) if r is not None], ignore_index=True).sort_values(
-        ["run", "layer"], ignore_index=True)
+    runs = finished_runs(run_dirs, keys, earlier)
     table = pool(runs, keys)
     write_text(out / "summary.md", to_markdown(table, keys))
     effect = contrast_markdown(runs, keys)
