@@ -68,8 +68,8 @@ def run_ablation(config: str | None, axes: Sequence[Axis], seeds: int = 1, out: 
     plan = manifest(config, axes, seeds, overrides, quick, trials)
     kept = read_earlier(earlier, plan, [a.key for a in axes]) if earlier is not None else None
     claim(out, plan)
-    local = {t.name for t in trials if RunDirectory(out / t.name).complete}
     if kept is not None:
+        local = {t.name for t in trials if RunDirectory(out / t.name).complete}
         kept = kept[~kept["run"].isin(local)]  # the run directory here is the fuller record of the same trial
         named = set(kept["run"])
         earlier_trials, trials_here = [t for t in trials if t.name in named], [t for t in trials if t.name not in named]

@@ -134,9 +134,9 @@ def test_trials_finished_elsewhere_are_not_run_again_and_join_the_summary(tmp_pa
     assert keep_finished(tmp_path / "split", elsewhere) == 4
     pd.testing.assert_frame_equal(pd.read_csv(elsewhere / "runs.csv"), pd.read_csv(tmp_path / "whole" / "runs.csv"),
                                   check_exact=False, rtol=1e-9)
-    third = run_ablation("demo", axes, 2, tmp_path / "third", overrides=TINY, progress=False, report=False,
-                         earlier=elsewhere)
-    assert [o.state for o in third.outcomes] == ["earlier"] * 4 and third.report is None
+    third = run_ablation("demo", axes, 2, tmp_path / "third", overrides=TINY, progress=False, earlier=elsewhere)
+    assert [o.state for o in third.outcomes] == ["earlier"] * 4
+    assert third.report is None and not (tmp_path / "third" / "report").exists()  # no run directory to report on
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "third" / "summary.csv"),
                                   pd.read_csv(tmp_path / "whole" / "summary.csv"), check_exact=False, rtol=1e-9)
 
