@@ -19,7 +19,10 @@ from torch import nn
 
 
 class TapSink(Protocol):
-    """What an active recorder offers to `tap` (implemented by `Recorder`)."""
+    """What an active recorder offers to `tap` (implemented by `Recorder`); `diagnosing`: whether this step's
+    diagnostics are recorded (the quantities that need more than a tap, such as the EMA unit's branch aliases)."""
+
+    diagnosing: bool
 
     def owns(self, module: nn.Module | None) -> bool: ...
 
@@ -65,6 +68,11 @@ def tap(
 def recording() -> bool:
     """True while at least one recorder is active."""
     return bool(_SINKS)
+
+
+def diagnosing() -> bool:
+    """True while an active recorder records this step's diagnostics (its `diagnostics_every` schedule)."""
+    return any(sink.diagnosing for sink in _SINKS)
 
 
 def _activate(sink: TapSink) -> None:

@@ -344,6 +344,8 @@ CASES = [
     Case("ablate --earlier of another ablation", earlier_of_another_ablation,
          "another ablation (grid, trials differ from this one's)",
          what="`--earlier` names the folder of another grid's ablation"),
+    Case("negative diagnostics schedule", lambda c: train(c, "record.diagnostics_every=-1"),
+         "record.diagnostics_every=-1 is out of range: allowed >= 0", what="`--set record.diagnostics_every=-1`"),
 ]
 
 

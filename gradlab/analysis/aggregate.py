@@ -61,6 +61,13 @@ def window(frame: pd.DataFrame, which: str = "last", fraction: float = 0.1) -> p
     return frame[inside].assign(window=which)
 
 
+def rows_with(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """The rows where any of `columns` is not NaN: the steps of quantities recorded on a sparser schedule than the
+    steps (the diagnostics, record.diagnostics_every), whose windows are taken over those steps alone, never
+    diluted by the steps that do not have them."""
+    return frame[frame[list(columns)].notna().any(axis=1).to_numpy()]
+
+
 def windows(frame: pd.DataFrame, fraction: float = 0.1) -> pd.DataFrame:
     """The first, middle and last windows stacked, labelled by `window` (a step may fall in several)."""
     return pd.concat([window(frame, w, fraction) for w in WINDOWS], ignore_index=True)

@@ -26,13 +26,16 @@ import numpy as np
 import pandas as pd
 
 from gradlab.analysis._codes import matching
-from gradlab.analysis.aggregate import window
+from gradlab.analysis.aggregate import rows_with, window
 from gradlab.records import LAYER_KEY, STEP_KEY
 
 PER_LAYER = ("grad/x_total", "grad/out", "grad/unit_em", "grad/unit_res", "grad/x_rest", "grad/x_cos")
 #: the window's numbers that `regime` reports with each verdict
 MECHANISM_COLUMNS = ["gain", "call_gain", "branch_share", "e_gain", "c_rest", "r_rest", "turn", "grad_params", "sigma",
                      "sigma_em", "predicted", "measured", "alignment"]
+#: the per-step numbers of every recorded step, and those of the diagnosed steps only (record.diagnostics_every)
+EVERY_STEP = ("gain", "call_gain", "grad_params")
+DIAGNOSED = ("branch_share", "e_gain", "c_rest", "r_rest", "turn")
 #: at least this many Jacobian steps enter the window of σ_t (they are sparser than the recorded steps)
 MIN_JACOBIAN_STEPS = 3
 
@@ -140,11 +143,13 @@ def jacobian_mechanism(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def mechanism(frame: pd.DataFrame, fraction: float = 0.1) -> pd.DataFrame:
-    """One row per (run, rank, layer): MECHANISM_COLUMNS over the last `fraction` of steps (medians; σ_t over
-    the last `fraction` of the Jacobian steps, at least MIN_JACOBIAN_STEPS of them)."""
-    steps = window(step_mechanism(frame), "last", fraction)
-    per_step = ["gain", "call_gain", "branch_share", "e_gain", "c_rest", "r_rest", "turn", "grad_params"]
-    agg = steps.groupby(LAYER_KEY)[per_step].median()
+    """One row per (run, rank, layer): MECHANISM_COLUMNS over the last `fraction` of steps (medians; the
+    DIAGNOSED ones over the last `fraction` of the diagnosed steps, σ_t over the last `fraction` of the Jacobian
+    steps, at least MIN_JACOBIAN_STEPS of them)."""
+    steps = step_mechanism(frame)
+    agg = window(steps, "last", fraction).groupby(LAYER_KEY)[list(EVERY_STEP)].median()
+    agg = agg.join(window(rows_with(steps, DIAGNOSED), "last", fraction).groupby(LAYER_KEY)[list(DIAGNOSED)].median(),
+                   how="left")
     jac = jacobian_mechanism(frame)
     if len(jac):
         n = jac.groupby(LAYER_KEY)["step"].transform("size")

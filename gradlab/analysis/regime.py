@@ -2,7 +2,8 @@
 why, in one sentence.
 
 The per-step evidence (decay of `grad/x`, collapse, saturation, statuses) is read over a window of the last
-steps; a regime holds when at least REGIME_MAJORITY of the window's steps show it. The first that holds wins:
+steps (collapse and saturation over the last of the steps that have diagnostics, record.diagnostics_every); a
+regime holds when at least REGIME_MAJORITY of the window's steps show it. The first that holds wins:
 
   nonfinite → no_grad → dead → collapse → saturation → one_step → exploding → vanishing → misdirected → attenuated
   → healthy
@@ -25,7 +26,7 @@ import pandas as pd
 
 from gradlab.analysis import thresholds as th
 from gradlab.analysis._codes import of_quantity, ranges
-from gradlab.analysis.aggregate import skipped_steps, trained_steps, window
+from gradlab.analysis.aggregate import rows_with, skipped_steps, trained_steps, window
 from gradlab.analysis.decay import decay, profile
 from gradlab.analysis.flags import diagnostics
 from gradlab.analysis.mechanism import mechanism
@@ -34,6 +35,8 @@ from gradlab.records import INPUT_GRADIENT, LAYER_KEY, STEP_KEY
 
 REGIMES = ("nonfinite", "no_grad", "dead", "collapse", "saturation", "one_step", "exploding", "vanishing",
            "misdirected", "attenuated", "healthy")
+#: the per-step evidence that only diagnosed steps have (record.diagnostics_every)
+DIAGNOSED = ("similarity", "entropy_ratio")
 #: flags whose regime has another name or more than one (any other flag is the regime of its own name)
 _REGIMES_OF_FLAG = {"no_grad": ("no_grad", "one_step")}
 
@@ -56,7 +59,7 @@ def step_evidence(frame: pd.DataFrame, quantity: str | tuple[str, ...] = INPUT_G
     steps["no_grad"] = steps["iterations"] == 0
     steps["dead"] = (steps["iterations"] > 0) & (steps["last"] <= th.DEAD_NORM)  # even the last iteration gets 0
     steps["collapse"] = (steps["similarity"] > th.COLLAPSE_SIMILARITY) & (steps["entropy_ratio"] > th.COLLAPSE_ENTROPY)
-    steps["saturation"] = steps["entropy_ratio"] < th.SATURATION_ENTROPY
+    steps["saturation"] = steps["entropy_ratio"] < th.SATURATION_ENTROPY  # both False on undiagnosed steps
     steps["one_step"] = steps["iterations"] == 1
     return steps
 
@@ -85,11 +88,14 @@ def regime(frame: pd.DataFrame, quantity: str | tuple[str, ...] = INPUT_GRADIENT
         last = last.assign(log_rho=np.log(last["rho"]))
     agg = last.groupby(LAYER_KEY).agg(
         steps=("step", "size"), from_step=("step", "min"), to_step=("step", "max"), T=("T", "max"),
-        decades=("decades", "mean"), log_rho=("log_rho", "mean"), similarity=("similarity", "mean"),
-        entropy_ratio=("entropy_ratio", "mean"), no_grad_iterations=("no_grad_iterations", "last"),
-        **{f"share_{r}": (r, "mean") for r in ("nonfinite", "no_grad", "dead", "collapse", "saturation", "one_step")})
+        decades=("decades", "mean"), log_rho=("log_rho", "mean"), no_grad_iterations=("no_grad_iterations", "last"),
+        **{f"share_{r}": (r, "mean") for r in ("nonfinite", "no_grad", "dead", "one_step")})
     agg["rho"] = np.exp(agg.pop("log_rho"))
-    agg = agg.join(onset(steps, "collapse")).join(onset(steps, "saturation")).reset_index()
+    diagnosed = rows_with(steps, DIAGNOSED)  # a layer without diagnosed steps gets NaN shares, not 0
+    agg = agg.join(window(diagnosed, "last", fraction).groupby(LAYER_KEY).agg(
+        similarity=("similarity", "mean"), entropy_ratio=("entropy_ratio", "mean"),
+        share_collapse=("collapse", "mean"), share_saturation=("saturation", "mean")))
+    agg = agg.join(onset(diagnosed, "collapse")).join(onset(diagnosed, "saturation")).reset_index()
     near_zero = _near_zero_iterations(frame, last, quantity)
     agg["near_zero_iterations"] = [near_zero.get(k, "") for k in agg[LAYER_KEY].itertuples(index=False, name=None)]
     agg = agg.merge(mechanism(frame, fraction).astype({"run": object, "layer": object}), on=LAYER_KEY, how="left")

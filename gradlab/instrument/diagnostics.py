@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from gradlab.layers import Trace
 
 Diagnostic = tuple[str, "int | None", torch.Tensor]  # (quantity, first iteration, values over iterations)
+#: the recorder's default diagnostics schedule (record.diagnostics_every): the first recorded step of each block of
+#: this many steps is diagnosed; 1 diagnoses every recorded step, 10 with record.every = 1 every 10th step
+DIAGNOSTICS_EVERY = 1
 
 
 def entropy(z: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,11 @@
 
 Gradient norms are measured by tensor hooks that `tap` registers, and stay on the device until the step
 closes: one host sync per recorded step (per device), none inside hooks. Unscheduled steps cost a flag check.
+The per-iteration gradient norms, the layer gain's two norms, the parameter-group norms and the loss are recorded
+on every recorded step; the rest, the *diagnostics* (the forward diagnostics of MATH.md §6 and the mechanism
+quantities of §9 that need more than one norm: the agreement c_t, c_rest, ‖rest‖ and the EMA unit's branch
+norms), on the diagnosed steps: the first recorded step of each block of `diagnostics_every` steps (default 1:
+every recorded step).
 `log=` hands each recorded step's summary to a tracker after that sync (gradlab.integrations.metrics).
 """
 
@@ -30,7 +35,7 @@ from gradlab import records as records_module
 from gradlab import taps as tap_module
 from gradlab.checks import is_int, require
 from gradlab.errors import ConfigError, RecordsError
-from gradlab.instrument.diagnostics import forward_diagnostics
+from gradlab.instrument.diagnostics import DIAGNOSTICS_EVERY, forward_diagnostics
 from gradlab.instrument.groups import GroupSpec, group_grad_norms, resolve_groups
 from gradlab.instrument.jacobian import JACOBIAN_EVERY, JACOBIAN_IMAGES, state_jacobian_norms
 from gradlab.instrument.loops import Loops
@@ -62,6 +67,7 @@ class Recorder:
         all_ranks: bool = False,
         start_step: int = 0,
         append: bool = False,
+        diagnostics_every: int = DIAGNOSTICS_EVERY,
         jacobian_every: int = JACOBIAN_EVERY,
         jacobian_images: int = JACOBIAN_IMAGES,
         loops: str | Sequence[str | nn.Module] | Mapping[str | nn.Module, int | str | None] | None = None,
@@ -69,6 +75,8 @@ class Recorder:
         log_iterations: bool = False,
     ):
         require(is_int(flush_every), "flush_every", flush_every, "an integer >= 1 (recorded steps per Parquet part)")
+        require(is_int(diagnostics_every, 0), "diagnostics_every", diagnostics_every,
+                "an integer >= 0 (the fewest steps between diagnosed steps; 0 = no diagnostics)")
         require(is_int(jacobian_every, 0), "jacobian_every", jacobian_every,
                 "an integer >= 0 (steps between state-Jacobian estimates; 0 = off)")
         require(is_int(jacobian_images), "jacobian_images", jacobian_images, "an integer >= 1")
@@ -87,6 +95,7 @@ class Recorder:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.run = run or (self.run_dir.name if self.run_dir is not None else "run")
         self.flush_every = flush_every
+        self.diagnostics_every = diagnostics_every
         self.jacobian_every, self.jacobian_images = jacobian_every, jacobian_images
         self.records = RecordBuffer()
         self.nonfinite = 0  # gradient norms that came back NaN or Inf
@@ -95,7 +104,8 @@ class Recorder:
         self._user_tracing = {layer: layer.tracing for layer in self.layers}
         #: layers in grad_mode "implicit": their adjoint solve is recorded (implicit/iterations, implicit/residual)
         self._implicit = [layer for layer in self.layers if getattr(layer, "grad_mode", None) == "implicit"]
-        self._recording = False
+        self._recording = self.diagnosing = False
+        self._last_recorded: int | None = None  # the last recorded step this recorder opened
         self._loops = Loops(self, model, loops)  # checks its entries before it attaches a hook
         self._log = _step_log(log, log_iterations) if log is not None and self.rank == 0 else None
         self._handles = [layer.register_forward_hook(self._on_forward) for layer in self.layers]
@@ -114,7 +124,8 @@ class Recorder:
 
         return {"model.class": type(self.model).__name__, "record.layers": names(self.names[m] for m in self.layers),
                 "record.loops": "auto" if isinstance(loops, str) else names(self._loops.described),
-                "record.every": every if isinstance(every, int) else "custom", "record.groups": names(self.groups)}
+                "record.every": every if isinstance(every, int) else "custom", "record.groups": names(self.groups),
+                "record.diagnostics_every": self.diagnostics_every}
 
     def _meta(self) -> dict:
         device = next((str(p.device) for p in self.model.parameters()), "cpu")
@@ -131,6 +142,19 @@ class Recorder:
         """True while the open step is recorded (the schedule chose it, on a recording rank)."""
         return self._recording
 
+    def _diagnosed(self, step: int) -> bool:
+        """Whether recorded step `step` is diagnosed: the first recorded step of its block of `diagnostics_every`
+        steps. A function of the step and the schedule alone, so a resumed run diagnoses the steps that a
+        straight run does: before the first step this recorder sees, the schedule itself says what was recorded."""
+        k = self.diagnostics_every
+        if k == 0:
+            return False
+        block = step - step % k
+        last = self._last_recorded
+        if last is not None and last < step:
+            return last < block
+        return not any(self.schedule(s) for s in range(block, step))
+
     # -- the TapSink protocol -------------------------------------------------------------------------
     def owns(self, module: nn.Module | None) -> bool:
         return module is None or module in self.names
@@ -143,14 +167,15 @@ class Recorder:
             tensor = tensor.detach().requires_grad_()  # a starting state: measure the gradient reaching it
         self._expected[key] = self._expected.get(key, False) or tensor.requires_grad
         if tensor.requires_grad:
-            if name == "grad/x":  # the last differentiable iteration T, whose g_T the agreement compares with
+            if name == "grad/x" and self.diagnosing:  # the last differentiable iteration T, whose g_T the
+                # agreement compares with
                 self._last_x[key[0]] = max(self._last_x.get(key[0], 0), iteration)
             tensor.register_hook(partial(self._on_grad, key))
         return tensor
 
     # -- hooks: device work only, never a host sync ------------------------------------------------------
     def _on_grad(self, key: Key, grad: torch.Tensor) -> None:
-        compared = key[1] in ("grad/x", "grad/x_total") and key[0] in self._last_x  # part of the agreement
+        compared = key[0] in self._last_x and key[1] in ("grad/x", "grad/x_total")  # part of the agreement
         wide, norm = widened(grad) if compared else (None, l2_norm(grad))
         prev = self._norms.get(key)
         self._norms[key] = norm if prev is None else torch.hypot(prev, norm)  # several backwards: root-sum-square
@@ -182,8 +207,9 @@ class Recorder:
         if not (self._recording and torch.is_grad_enabled() and layer.trace is not None):
             return  # only training forwards (those that build a graph) are diagnosed
         name = self.names[layer]
-        for quantity, first, values in forward_diagnostics(layer.trace):
-            self._diagnostics[(name, quantity, first)].append(values)
+        if self.diagnosing:
+            for quantity, first, values in forward_diagnostics(layer.trace):
+                self._diagnostics[(name, quantity, first)].append(values)
         if self._jacobian_due() and (name, "jac/sigma", 1) not in self._diagnostics:  # first forward of the step
             for quantity, first, values in state_jacobian_norms(layer, layer.trace, self.jacobian_images,
                                                                 seed=self._step):
@@ -223,8 +249,12 @@ class Recorder:
     def _open(self, step: int) -> None:
         self._step = step
         self._recording = self.enabled and bool(self.schedule(step))
+        self.diagnosing = self._recording and self._diagnosed(step)
+        if self._recording:
+            self._last_recorded = step
+        traced = self.diagnosing or (self._recording and self._jacobian_due())  # the states σ_t starts from
         for layer in self.layers:
-            tracing = self._recording or self._user_tracing[layer]
+            tracing = traced or self._user_tracing[layer]
             if layer.tracing != tracing:  # nn.Module.__setattr__ is slow: only on a change
                 layer.tracing = tracing
         tap_module._deactivate(self)
@@ -349,7 +379,7 @@ class Recorder:
         Ctrl-C, leaves it). Safe to call twice."""
         if self._closed:
             return
-        self._closed, self._recording = True, False
+        self._closed, self._recording, self.diagnosing = True, False, False
         tap_module._deactivate(self)
         for handle in self._handles:
             handle.remove()

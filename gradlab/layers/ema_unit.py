@@ -8,15 +8,15 @@ import torch
 from torch import nn
 
 from gradlab.layers.unrolled import UnrolledEM
-from gradlab.taps import recording, tap
+from gradlab.taps import diagnosing, tap
 
 
 class EMAUnit(nn.Module):
     """The residual block that hosts an unrolled EM layer (`EMLayer` or `HEMLayer`).
 
-    While recording, the unit's input u reaches the EM branch and the residual through two aliases, so the
-    recorder measures ‖∂L/∂u|_EM‖ (`grad/unit_em`) and ‖∂L/∂u|_res‖ (`grad/unit_res`) as the EM layer's own
-    quantities: the branch share s_EM of MATH.md §9.
+    On a recorder's diagnosed steps (record.diagnostics_every), the unit's input u reaches the EM branch and the
+    residual through two aliases, so the recorder measures ‖∂L/∂u|_EM‖ (`grad/unit_em`) and ‖∂L/∂u|_res‖
+    (`grad/unit_res`) as the EM layer's own quantities: the branch share s_EM of MATH.md §9.
     """
 
     def __init__(self, em: UnrolledEM, norm_layer: type[nn.Module] = nn.BatchNorm2d):
@@ -32,7 +32,7 @@ class EMAUnit(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_em = x_res = x
-        if recording() and x.requires_grad:  # one alias of u per branch: ∂L/∂u split into EM and residual
+        if diagnosing() and x.requires_grad:  # one alias of u per branch: ∂L/∂u split into EM and residual
             x_em = tap(x.view_as(x), "grad/unit_em", None, module=self.em)
             x_res = tap(x.view_as(x), "grad/unit_res", None, module=self.em)
         y = torch.relu(self.em(self.conv_in(x_em)))

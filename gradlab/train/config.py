@@ -14,6 +14,8 @@ from typing import Any
 
 from gradlab._toml import tomllib
 from gradlab.errors import ConfigError
+from gradlab.instrument.diagnostics import DIAGNOSTICS_EVERY
+from gradlab.instrument.jacobian import JACOBIAN_EVERY, JACOBIAN_IMAGES
 from gradlab.layers import GRAD_MODES, EMSpec
 from gradlab.layers.kernels import KERNELS
 from gradlab.models.segnet import MODEL_KINDS
@@ -109,9 +111,13 @@ class RecordConfig:
     every: int = key(1, "record every k-th step (0 = recorder off)", ">= 0", at_least(0))
     flush_every: int = key(50, "recorded steps per Parquet part", ">= 1", at_least(1))
     all_ranks: bool = key(False, "under DDP, record every rank (default: rank 0)")
-    jacobian_every: int = key(100, "steps between estimates of the state Jacobians' norms σ_t (0 = off; on recorded "
-                              "steps only)", ">= 0", at_least(0))
-    jacobian_images: int = key(2, "images of the batch whose σ_t is estimated", ">= 1", at_least(1))
+    diagnostics_every: int = key(DIAGNOSTICS_EVERY, "diagnose the first recorded step of each block of this many "
+                                 "steps: forward diagnostics, agreement, branch norms (0 = never; the gradient norms "
+                                 "are recorded on every recorded step)", ">= 0", at_least(0))
+    jacobian_every: int = key(JACOBIAN_EVERY, "steps between estimates of the state Jacobians' norms σ_t (0 = off; "
+                              "on recorded steps only)", ">= 0", at_least(0))
+    jacobian_images: int = key(JACOBIAN_IMAGES, "images of the batch whose σ_t is estimated", ">= 1",
+                               at_least(1))
 
 
 @dataclass

@@ -288,7 +288,8 @@ def _recorder(config: Config, model, run: RunDirectory, start: int, resume: bool
     if r.every == 0:
         return None
     return watch(model, run.path, every=r.every, groups=parameter_groups, flush_every=r.flush_every,
-                 all_ranks=r.all_ranks, start_step=start, append=resume, jacobian_every=r.jacobian_every,
+                 all_ranks=r.all_ranks, start_step=start, append=resume, diagnostics_every=r.diagnostics_every,
+                 jacobian_every=r.jacobian_every,
                  jacobian_images=r.jacobian_images)
 
 

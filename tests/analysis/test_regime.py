@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from gradlab.analysis import regime
-from tests.analysis.synthetic import rows_frame, run_records
+from tests.analysis.synthetic import rows_frame, run_records, with_mechanism
 
 
 def verdicts(frame: pd.DataFrame, **kw) -> dict[str, pd.Series]:
@@ -132,3 +132,40 @@ def test_steps_the_grad_scaler_skipped_are_left_out_of_the_verdicts():
     # without amp rows nothing is left out, and the same overflow is what it is: non-finite training
     assert regime(overflowed, fraction=1.0).iloc[0].skipped_steps == 0
     assert "nonfinite" in set(flags(overflowed)["flag"])
+
+
+#: what a recorder writes on its diagnosed steps only (record.diagnostics_every)
+DIAGNOSED_ONLY = ("entropy", "similarity", "e_gain", "grad/x_cos", "grad/x_rest", "grad/unit_em", "grad/unit_res")
+
+
+def diagnosed_every(frame: pd.DataFrame, k: int) -> pd.DataFrame:
+    """`frame` as a recorder with diagnostics_every=k writes it: the diagnostics on steps 0, k, 2k, ... only."""
+    return frame[~frame["quantity"].isin(DIAGNOSED_ONLY) | (frame["step"] % k == 0)].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("k", [3, 10])
+def test_diagnostics_on_a_sparser_schedule_give_the_verdicts_of_diagnostics_at_every_step(k):
+    """Collapse and saturation shares, their onsets and the diagnosed mechanism numbers are read over the diagnosed
+    steps of the window, never diluted by the steps without diagnostics (which would hide a collapse)."""
+    steps = 100
+    late = np.arange(steps) >= 30
+    frame = with_mechanism(pd.concat([
+        run_records("collapse", steps=steps, rho=np.where(late, 1e-4, 0.8), similarity=np.where(late, 0.999, 0.3),
+                    entropy_ratio=np.where(late, 0.999, 0.5)),
+        run_records("saturation", steps=steps, rho=0.05, similarity=0.2, entropy_ratio=np.where(late, 0.01, 0.5)),
+        run_records("healthy", steps=steps, rho=0.7, similarity=0.2, entropy_ratio=0.5),
+    ]), gain=0.08, branch_share=0.6, c_rest=0.5)
+    columns = ["regime", "share_collapse", "share_saturation", "similarity", "entropy_ratio", "collapse_onset",
+               "saturation_onset", "branch_share", "c_rest", "r_rest", "turn", "gain"]
+    for fraction in (0.1, 0.05):  # 0.05: the window's last 5 steps hold no diagnosed step at k = 10
+        every, sparse = (regime(f, bases=8, fraction=fraction).set_index("run")[columns]
+                         for f in (frame, diagnosed_every(frame, k)))
+        assert dict(sparse["regime"]) == {"collapse": "collapse", "saturation": "saturation", "healthy": "healthy"}
+        pd.testing.assert_frame_equal(sparse, every, rtol=0.05)  # the synthetic runs' 1 % noise, fewer steps
+
+
+def test_a_layer_without_diagnosed_steps_has_no_collapse_or_saturation_share():
+    frame = run_records("r", rho=0.7)
+    frame = frame[~frame["quantity"].isin(DIAGNOSED_ONLY)]
+    r = regime(frame, bases=8).iloc[0]
+    assert r["regime"] == "healthy" and math.isnan(r["share_collapse"]) and math.isnan(r["similarity"])

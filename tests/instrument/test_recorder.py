@@ -8,10 +8,13 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gradlab
 import gradlab.parallel
 from gradlab.analysis.decay import is_gradient_norm
+from gradlab.errors import ConfigError
 from gradlab.run_dir import RunDirectory
 from tests.instrument.conftest import make_net
 
@@ -209,7 +212,7 @@ def test_a_new_run_dir_becomes_a_run_directory_that_the_report_reads(tmp_path):
     assert meta["status"] == "complete" and meta["recorder"] == "gradlab.watch" and meta["torch"] == torch.__version__
     config = RunDirectory(run).flat_config()
     assert config == {"model.class": "_Loop", "record.layers": "", "record.loops": "cell", "record.every": 1,
-                      "record.groups": "cell"}
+                      "record.groups": "cell", "record.diagnostics_every": 1}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "no metrics" warning: a watched run keeps its loss in the records
         html = build_report([run], tmp_path / "report").html.read_text()
@@ -233,3 +236,76 @@ def test_a_run_directory_of_gradlab_train_or_a_foreign_folder_is_left_as_it_is(t
     (foreign / "notes.txt").write_text("mine")
     _record(foreign, steps=2, status="unknown")
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt", "records"]
+
+
+#: what only the diagnosed steps have: forward diagnostics, the agreement, the EMA unit's branch norms
+DIAGNOSED_ONLY = ("entropy", "similarity", "e_gain", "loglik", "grad/x_cos", "grad/x_rest", "grad/unit_em")
+
+
+def _diagnosed_steps(recorded: list[int], k: int) -> list[int]:
+    """The rule, written out: the first recorded step of each block of k steps (kb .. kb + k − 1)."""
+    return [] if k == 0 else [s for i, s in enumerate(recorded) if i == 0 or recorded[i - 1] < s - s % k]
+
+
+@settings(max_examples=12, deadline=None)
+@given(every=st.sampled_from([1, 2, 3, 7]), k=st.sampled_from([0, 1, 3, 10]), steps=st.integers(1, 22))
+def test_diagnostics_schedule_diagnoses_steps_at_least_k_apart_and_norms_every_recorded_step(every, k, steps):
+    x, y = torch.randn(2, 3, 6, 5), torch.randint(0, 3, (2, 6, 5))
+    net = make_net()
+    with gradlab.watch(net, every=every, diagnostics_every=k, jacobian_every=0) as rec:
+        for step in range(steps):
+            F.cross_entropy(net(x), y).backward()
+            rec.step(step)
+    frame = rec.frame()
+    recorded = list(range(0, steps, every))
+    expected = _diagnosed_steps(recorded, k)
+    for quantity in DIAGNOSED_ONLY:
+        assert sorted(frame[frame.quantity == quantity].step.unique()) == expected, quantity
+    for quantity in ("grad/x", "grad/mu", "grad/z", "grad/x_total", "grad/out", "grad/params"):
+        assert sorted(frame[frame.quantity == quantity].step.unique()) == recorded, quantity
+    assert (frame.status[frame.quantity.str.startswith("grad/")] == "ok").all()
+    assert not net.ema.em.tracing and net.ema.em.trace is None  # restored, nothing kept
+
+
+@pytest.mark.parametrize("every,k,start", [(1, 10, 15), (3, 10, 14), (1, 4, 8), (2, 5, 7)])
+def test_a_resumed_recorder_diagnoses_the_steps_of_a_straight_run(every, k, start, batch):
+    """Exact resume: a recorder that starts at `start_step` (as a resumed run's does) diagnoses the steps that one
+    recording from step 0 diagnoses, from its first step on."""
+    x, y = batch
+    diagnosed = []
+    for first in (0, start):
+        net = make_net()
+        with gradlab.watch(net, every=every, diagnostics_every=k, jacobian_every=0, start_step=first) as rec:
+            for step in range(first, 30):
+                F.cross_entropy(net(x), y).backward()
+                rec.step(step)
+        frame = rec.frame()
+        diagnosed.append(sorted(s for s in frame[frame.quantity == "entropy"].step.unique() if s >= start))
+    assert diagnosed[0] == diagnosed[1] and diagnosed[0]
+
+
+def test_diagnosed_steps_record_what_every_step_recording_records(batch):
+    """The diagnostics of a diagnosed step, and the norms of any recorded step, equal those of a recorder that
+    diagnoses every step (diagnostics_every=1): the schedule changes which steps, never the numbers."""
+    x, y = batch
+    frames = []
+    for k in (1, 3):
+        net = make_net()
+        with gradlab.watch(net, diagnostics_every=k, jacobian_every=0) as rec:
+            for step in range(4):
+                net.zero_grad()
+                F.cross_entropy(net(x), y).backward()
+                rec.step(step)
+        frames.append(rec.frame())
+    every, sparse = (f.set_index(["step", "layer", "iteration", "quantity"])["value"] for f in frames)
+    shared = sparse.index[sparse.index.get_level_values("quantity") != "step_time"]
+    assert len(shared) < len(every.index)  # steps 1 and 2 lost their diagnostics
+    assert sparse[shared].to_numpy() == pytest.approx(every[shared].to_numpy(), rel=1e-12, nan_ok=True)
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, True, "10", None])
+def test_a_bad_diagnostics_schedule_is_refused_before_any_hook(value):
+    net = make_net()
+    with pytest.raises(ConfigError, match="diagnostics_every"):
+        gradlab.watch(net, diagnostics_every=value)
+    gradlab.watch(net).close()  # nothing was left attached
