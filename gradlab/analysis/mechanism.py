@@ -34,8 +34,8 @@ PER_LAYER = ("grad/x_total", "grad/out", "grad/unit_em", "grad/unit_res", "grad/
 MECHANISM_COLUMNS = ["gain", "call_gain", "branch_share", "e_gain", "c_rest", "r_rest", "turn", "grad_params", "sigma",
                      "sigma_em", "predicted", "measured", "alignment"]
 #: the per-step numbers of every recorded step, and those of the diagnosed steps only (record.diagnostics_every)
-EVERY_STEP = ("gain", "call_gain", "grad_params")
-DIAGNOSED = ("branch_share", "e_gain", "c_rest", "r_rest", "turn")
+EVERY_STEP = ("gain", "call_gain")
+DIAGNOSED = ("branch_share", "e_gain", "c_rest", "r_rest", "turn", "grad_params")
 #: at least this many Jacobian steps enter the window of σ_t (they are sparser than the recorded steps)
 MIN_JACOBIAN_STEPS = 3
 

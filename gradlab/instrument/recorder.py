@@ -8,11 +8,11 @@
 
 Gradient norms are measured by tensor hooks that `tap` registers, and stay on the device until the step
 closes: one host sync per recorded step (per device), none inside hooks. Unscheduled steps cost a flag check.
-The per-iteration gradient norms, the layer gain's two norms, the parameter-group norms and the loss are recorded
-on every recorded step; the rest, the *diagnostics* (the forward diagnostics of MATH.md §6 and the mechanism
-quantities of §9 that need more than one norm: the agreement c_t, c_rest, ‖rest‖ and the EMA unit's branch
-norms), on the diagnosed steps: the first recorded step of each block of `diagnostics_every` steps (default 1:
-every recorded step).
+The per-iteration gradient norms, the layer gain's two norms and the loss are recorded on every recorded step;
+the rest, the *diagnostics* (the forward diagnostics of MATH.md §6, the mechanism quantities of §9 that need more
+than one norm: the agreement c_t, c_rest, ‖rest‖ and the EMA unit's branch norms, and the parameter-group norms,
+a pass over every parameter's gradient), on the diagnosed steps: the first recorded step of each block of
+`diagnostics_every` steps (default 1: every recorded step).
 `log=` hands each recorded step's summary to a tracker after that sync (gradlab.integrations.metrics).
 """
 
@@ -286,7 +286,7 @@ class Recorder:
         for key, value in values.items():
             if key not in self._expected and key[1] != "loss" and key != AMP_SCALE:
                 self._add(step, key, value)
-        for name in self.groups:
+        for name in self.groups if self.diagnosing else ():
             if (name, "grad/params", None) not in values:
                 self._add(step, (name, "grad/params", None), math.nan, "no_grad")
         step_values = {"loss": values.get(("", "loss", None), loss), "lr": lr,
@@ -329,7 +329,7 @@ class Recorder:
                 name = self.names[layer]
                 keys += [(name, "implicit/iterations", None), (name, "implicit/residual", None)]
                 tensors.append(torch.stack(layer.last_adjoint).double())
-        names, norms = group_grad_norms(self.groups)
+        names, norms = group_grad_norms(self.groups) if self.diagnosing else ([], None)  # a pass over every .grad
         if norms is not None:
             keys += [(name, "grad/params", None) for name in names]
             tensors.append(norms)

@@ -112,8 +112,8 @@ class RecordConfig:
     flush_every: int = key(50, "recorded steps per Parquet part", ">= 1", at_least(1))
     all_ranks: bool = key(False, "under DDP, record every rank (default: rank 0)")
     diagnostics_every: int = key(DIAGNOSTICS_EVERY, "diagnose the first recorded step of each block of this many "
-                                 "steps: forward diagnostics, agreement, branch norms (0 = never; the gradient norms "
-                                 "are recorded on every recorded step)", ">= 0", at_least(0))
+                                 "steps: forward diagnostics, agreement, branch and group norms (0 = never; the "
+                                 "iterations' gradient norms are recorded on every recorded step)", ">= 0", at_least(0))
     jacobian_every: int = key(JACOBIAN_EVERY, "steps between estimates of the state Jacobians' norms σ_t (0 = off; "
                               "on recorded steps only)", ">= 0", at_least(0))
     jacobian_images: int = key(JACOBIAN_IMAGES, "images of the batch whose σ_t is estimated", ">= 1",

@@ -135,7 +135,8 @@ def test_steps_the_grad_scaler_skipped_are_left_out_of_the_verdicts():
 
 
 #: what a recorder writes on its diagnosed steps only (record.diagnostics_every)
-DIAGNOSED_ONLY = ("entropy", "similarity", "e_gain", "grad/x_cos", "grad/x_rest", "grad/unit_em", "grad/unit_res")
+DIAGNOSED_ONLY = ("entropy", "similarity", "e_gain", "grad/x_cos", "grad/x_rest", "grad/unit_em", "grad/unit_res",
+                  "grad/params")
 
 
 def diagnosed_every(frame: pd.DataFrame, k: int) -> pd.DataFrame:

@@ -238,8 +238,10 @@ def test_a_run_directory_of_gradlab_train_or_a_foreign_folder_is_left_as_it_is(t
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt", "records"]
 
 
-#: what only the diagnosed steps have: forward diagnostics, the agreement, the EMA unit's branch norms
-DIAGNOSED_ONLY = ("entropy", "similarity", "e_gain", "loglik", "grad/x_cos", "grad/x_rest", "grad/unit_em")
+#: what only the diagnosed steps have: forward diagnostics, the agreement, the EMA unit's branch norms, the
+#: parameter-group norms
+DIAGNOSED_ONLY = ("entropy", "similarity", "e_gain", "loglik", "grad/x_cos", "grad/x_rest", "grad/unit_em",
+                  "grad/params")
 
 
 def _diagnosed_steps(recorded: list[int], k: int) -> list[int]:
@@ -249,7 +251,7 @@ def _diagnosed_steps(recorded: list[int], k: int) -> list[int]:
 
 @settings(max_examples=12, deadline=None)
 @given(every=st.sampled_from([1, 2, 3, 7]), k=st.sampled_from([0, 1, 3, 10]), steps=st.integers(1, 22))
-def test_diagnostics_schedule_diagnoses_steps_at_least_k_apart_and_norms_every_recorded_step(every, k, steps):
+def test_diagnostics_schedule_diagnoses_the_first_recorded_step_of_each_block_and_norms_every_step(every, k, steps):
     x, y = torch.randn(2, 3, 6, 5), torch.randint(0, 3, (2, 6, 5))
     net = make_net()
     with gradlab.watch(net, every=every, diagnostics_every=k, jacobian_every=0) as rec:
@@ -261,7 +263,7 @@ def test_diagnostics_schedule_diagnoses_steps_at_least_k_apart_and_norms_every_r
     expected = _diagnosed_steps(recorded, k)
     for quantity in DIAGNOSED_ONLY:
         assert sorted(frame[frame.quantity == quantity].step.unique()) == expected, quantity
-    for quantity in ("grad/x", "grad/mu", "grad/z", "grad/x_total", "grad/out", "grad/params"):
+    for quantity in ("grad/x", "grad/mu", "grad/z", "grad/x_total", "grad/out", "step_time"):
         assert sorted(frame[frame.quantity == quantity].step.unique()) == recorded, quantity
     assert (frame.status[frame.quantity.str.startswith("grad/")] == "ok").all()
     assert not net.ema.em.tracing and net.ema.em.trace is None  # restored, nothing kept
