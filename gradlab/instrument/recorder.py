@@ -76,7 +76,7 @@ class Recorder:
     ):
         require(is_int(flush_every), "flush_every", flush_every, "an integer >= 1 (recorded steps per Parquet part)")
         require(is_int(diagnostics_every, 0), "diagnostics_every", diagnostics_every,
-                "an integer >= 0 (the fewest steps between diagnosed steps; 0 = no diagnostics)")
+                "an integer >= 0 (diagnose the first recorded step of each block of this many steps; 0 = never)")
         require(is_int(jacobian_every, 0), "jacobian_every", jacobian_every,
                 "an integer >= 0 (steps between state-Jacobian estimates; 0 = off)")
         require(is_int(jacobian_images), "jacobian_images", jacobian_images, "an integer >= 1")
@@ -167,8 +167,7 @@ class Recorder:
             tensor = tensor.detach().requires_grad_()  # a starting state: measure the gradient reaching it
         self._expected[key] = self._expected.get(key, False) or tensor.requires_grad
         if tensor.requires_grad:
-            if name == "grad/x" and self.diagnosing:  # the last differentiable iteration T, whose g_T the
-                # agreement compares with
+            if name == "grad/x" and self.diagnosing:  # T, the last differentiable iteration: the agreement's g_T
                 self._last_x[key[0]] = max(self._last_x.get(key[0], 0), iteration)
             tensor.register_hook(partial(self._on_grad, key))
         return tensor
