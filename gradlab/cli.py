@@ -264,7 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "ablation.png and report/.")
     abl.add_argument("config", nargs="?", type=in_path, default=None, help=f"base TOML file or preset ({presets})")
     abl.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
-                     help="an axis of the grid, any config key (repeatable), e.g. model.iterations=1,3,8")
+                     help="an axis of the grid, any config key (repeatable), e.g. model.iterations=1,3,8; keys "
+                          "linked by ':' vary together, e.g. model.grad_mode:model.grad_iterations="
+                          "unrolled:1,implicit:all")
     abl.add_argument("--seeds", type=int, default=1, help="seeds per grid point: seed, seed+1, ... (default 1)")
     abl.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
     abl.add_argument("--out", type=out_path, default="runs/ablation", help="folder of the runs (default runs/ablation)")

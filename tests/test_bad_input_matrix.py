@@ -346,6 +346,10 @@ CASES = [
          what="`--earlier` names the folder of another grid's ablation"),
     Case("negative diagnostics schedule", lambda c: train(c, "record.diagnostics_every=-1"),
          "record.diagnostics_every=-1 is out of range: allowed >= 0", what="`--set record.diagnostics_every=-1`"),
+    Case("linked axis short of a value", lambda c: ablate(c, "--grid", "model.grad_mode:model.grad_iterations="
+                                                                       "unrolled:0,implicit"),
+         "'implicit' is not one value per linked key (2 values joined by ':', e.g. V:V)",
+         what="`--grid model.grad_mode:model.grad_iterations=unrolled:0,implicit`"),
 ]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from gradlab.ablate.executors import SUBMITIT
-from gradlab.ablate.grid import Axis, Trial, expand
+from gradlab.ablate.grid import Axis, Trial, expand, grid_keys
 from gradlab.ablate.runner import Outcome, run_trials
 from gradlab.ablate.summary import RUN_COLUMNS, contrast_markdown, panel_frame, pool, run_table, to_markdown
 from gradlab.analysis import load_metrics, load_runs
@@ -66,7 +66,7 @@ def run_ablation(config: str | None, axes: Sequence[Axis], seeds: int = 1, out: 
     out = Path(out)
     trials, dropped = expand(config, axes, seeds, overrides, quick)
     plan = manifest(config, axes, seeds, overrides, quick, trials)
-    kept = read_earlier(earlier, plan, [a.key for a in axes]) if earlier is not None else None
+    kept = read_earlier(earlier, plan, grid_keys(axes)) if earlier is not None else None
     claim(out, plan)
     if kept is not None:
         local = {t.name for t in trials if RunDirectory(out / t.name).complete}
@@ -87,7 +87,7 @@ def run_ablation(config: str | None, axes: Sequence[Axis], seeds: int = 1, out: 
     result = AblationResult(out, trials, outcomes, dropped)
     done = [out / t.name for t in trials_here if RunDirectory(out / t.name).complete]
     if (done or earlier_trials) and (executor is None or len(done) == len(trials_here)):
-        result.summary = write_summary(done, [a.key for a in axes], out, kept)
+        result.summary = write_summary(done, grid_keys(axes), out, kept)
         if report and done:
             from gradlab.report import build_report
 
@@ -101,7 +101,7 @@ def keep_finished(out: str | Path, folder: str | Path) -> int:
     already (of runs not in `out`). Callable at any time, also while trials still run; returns the runs kept."""
     out, folder = Path(out), Path(folder)
     plan = json.loads((out / MANIFEST).read_text())
-    keys = list(plan["grid"])
+    keys = grid_keys(plan["grid"])
     done = [out / name for name in plan["trials"] if RunDirectory(out / name).complete]
     rows = finished_runs(done, keys, read_earlier(folder, plan, keys) if (folder / RUNS).is_file() else None)
     if rows is None:
@@ -145,8 +145,9 @@ def read_earlier(folder: str | Path, plan: dict, keys: list[str]) -> pd.DataFram
 
 
 def manifest(config, axes, seeds, overrides, quick, trials) -> dict:
-    return {"config": config, "set": list(overrides), "grid": {a.key: list(a.values) for a in axes}, "seeds": seeds,
-            "quick": quick, "trials": [t.name for t in trials]}
+    grid = {a.key: [list(v) if isinstance(v, tuple) else v for v in a.values] for a in axes}  # JSON's lists
+    return {"config": config, "set": list(overrides), "grid": grid, "seeds": seeds, "quick": quick,
+            "trials": [t.name for t in trials]}
 
 
 def claim(out: Path, plan: dict) -> None:

@@ -3,6 +3,9 @@
     axes = [parse_axis("model.kind=em,hem"), parse_axis("model.iterations=1,3,8")]
     trials = expand("demo", axes, seeds=3)        # 18 trials, named kind-em_iterations-1_seed-0, ...
 
+A linked axis varies several keys together, one value of each per grid point (LINK joins them), for variants
+that are not a product: parse_axis("model.grad_mode:model.grad_iterations=unrolled:0,unrolled:1,implicit:all").
+
 Every trial's config is resolved and validated before anything runs, so a bad axis fails at once. Trials whose
 resolved configs coincide (EM ignores model.step_size: it resolves η to 1) are run once.
 """
@@ -25,10 +28,32 @@ QUICK_VAL = 64
 PART_CHARS = 40  # a grid value's share of a run-directory name
 
 
+#: joins the keys of a linked axis, and the values of one of its points
+LINK = ":"
+
+
 @dataclass(frozen=True)
 class Axis:
+    """One axis of the grid: `key` and its `values`; of a linked axis, its keys joined by LINK and per value a
+    tuple with one value per key."""
+
     key: str
     values: tuple[Any, ...]
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The config keys this axis sets."""
+        return tuple(self.key.split(LINK))
+
+    def settings(self, value) -> list[tuple[str, Any]]:
+        """(config key, value) of each key for one of this axis's values."""
+        return list(zip(self.keys, value)) if len(self.keys) > 1 else [(self.key, value)]
+
+
+def grid_keys(axes: Sequence[Axis] | dict) -> list[str]:
+    """The config keys a grid sets, in order (a linked axis's each): its axes, or the "grid" of an ablation.json."""
+    names = [a.key for a in axes] if not isinstance(axes, dict) else list(axes)
+    return [k for name in names for k in name.split(LINK)]
 
 
 @dataclass(frozen=True)
@@ -39,24 +64,36 @@ class Trial:
 
 
 def parse_axis(text: str) -> Axis:
-    """"model.iterations=1,2,3" → Axis("model.iterations", (1, 2, 3)); values are TOML values or bare strings."""
+    """"model.iterations=1,2,3" → Axis("model.iterations", (1, 2, 3)); values are TOML values or bare strings.
+    "k1:k2=a:1,b:2" → a linked axis of the points (a, 1) and (b, 2)."""
     name, sep, values = text.partition("=")
-    name = name.strip()
+    keys = [k.strip() for k in name.split(LINK)]
     items = [v.strip() for v in values.split(",")]
-    if not sep or not name or not all(items):
+    if not sep or not all(keys) or not all(items):
         raise ConfigError(f"--grid {text!r} is not KEY=V1,V2,... (e.g. --grid model.iterations=1,3,8)")
-    if name not in key_fields():
-        raise ConfigError(f"--grid {text!r}: unknown config key {name!r}; valid keys: {', '.join(key_fields())}")
-    values_ = tuple(parse_value(v) for v in items)
+    unknown = [k for k in keys if k not in key_fields()]
+    if unknown:
+        raise ConfigError(f"--grid {text!r}: unknown config key {unknown[0]!r}; valid keys: {', '.join(key_fields())}")
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"--grid {text!r} links a key to itself")
+    if len(keys) == 1:
+        values_ = tuple(parse_value(v) for v in items)
+    else:
+        points = [[v.strip() for v in item.split(LINK)] for item in items]
+        bad = next((item for item, p in zip(items, points) if len(p) != len(keys) or not all(p)), None)
+        if bad is not None:
+            raise ConfigError(f"--grid {text!r}: {bad!r} is not one value per linked key ({len(keys)} values "
+                              f"joined by {LINK!r}, e.g. {LINK.join(['V'] * len(keys))})")
+        values_ = tuple(tuple(parse_value(v) for v in p) for p in points)
     if len(set(map(repr, values_))) != len(values_):
         raise ConfigError(f"--grid {text!r} repeats a value")
-    return Axis(name, values_)
+    return Axis(LINK.join(keys), values_)
 
 
 def expand(config: str | None, axes: Sequence[Axis], seeds: int = 1, overrides: Sequence[str] = (),
            quick: bool = False) -> tuple[list[Trial], int]:
     """(the trials in grid order, how many grid points were dropped as duplicates after resolution)."""
-    keys = [a.key for a in axes]
+    keys = grid_keys(axes)
     if len(set(keys)) != len(keys):
         raise ConfigError(f"--grid names a key twice: {', '.join(keys)}")
     if "seed" in keys:
@@ -67,8 +104,9 @@ def expand(config: str | None, axes: Sequence[Axis], seeds: int = 1, overrides: 
     short = short_names(keys)
     trials, seen, dropped = [], set(), 0
     for values in itertools.product(*(a.values for a in axes)):
+        point = [kv for a, v in zip(axes, values) for kv in a.settings(v)]
         for s in range(base.seed, base.seed + seeds):
-            sets = [*overrides, *(f"{k}={toml_value(v)}" for k, v in zip(keys, values)), f"seed={s}"]
+            sets = [*overrides, *(f"{k}={toml_value(v)}" for k, v in point), f"seed={s}"]
             resolved = load_config(config, sets)
             if quick:
                 resolved = load_config(config, sets := [*sets, *quick_overrides(resolved)])

@@ -60,16 +60,26 @@ def run_table(records: pd.DataFrame, metrics: pd.DataFrame, by: Sequence[str], f
     run's regime with its evidence (similarity, entropy_ratio, MECHANISM_SUMMARY)."""
     by = list(by)
     keys = [k for k in (*by, "seed") if k in records.columns]
-    table = None
+    table = _run_layers(records, keys)
     for quantity in QUANTITIES:
         d = per_run(records, by=keys, quantity=quantity, fraction=fraction)[["run", "layer", *keys, "decades"]]
         d = d.astype({"run": object, "layer": object}).rename(columns={"decades": f"{quantity} decades"})
-        table = d if table is None else table.merge(d, on=["run", "layer", *keys], how="outer")
+        table = table.merge(d, on=["run", "layer", *keys], how="left")
     table = table.merge(final_metric(metrics).reset_index().astype({"run": object}), on="run", how="left")
     verdicts = regime(records, fraction=fraction).astype({"run": object, "layer": object})
     evidence = ["regime", "similarity", "entropy_ratio", *MECHANISM_SUMMARY]
     table = table.merge(verdicts[["run", "layer", *evidence]], on=["run", "layer"], how="left")
     return table[["run", "layer", *keys, *RUN_COLUMNS]].sort_values(["run", "layer"], ignore_index=True)
+
+
+def _run_layers(records: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """(run, layer, `keys`) of every recorded layer of every run, whatever it recorded (an implicit-gradient layer
+    has no per-iteration norms, and no decay to read), and a row with layer "" for a run that recorded no layer:
+    no run is left out of a summary for lack of a quantity."""
+    layers = records[(records["layer"] != "").to_numpy() & (records["quantity"] != "grad/params").to_numpy()]
+    table = layers[["run", "layer", *keys]].drop_duplicates().astype({"run": object, "layer": object})
+    bare = records[~records["run"].isin(set(table["run"]))][["run", *keys]].drop_duplicates()
+    return pd.concat([table, bare.astype({"run": object}).assign(layer="")], ignore_index=True)
 
 
 def setting_label(row: pd.Series, keys: Sequence[str]) -> str:

@@ -184,3 +184,28 @@ def test_a_bad_earlier_folder_is_refused_before_anything_runs(tmp_path, case, me
     with pytest.raises(ConfigError, match=re.escape(message)):
         run_ablation("demo", axes, 1, tmp_path / "out", overrides=TINY, progress=False, earlier=folder)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_linked_axis_ablation_summarises_per_variant_and_resumes_from_its_manifest(tmp_path):
+    """The gradient-mode variants (none, one-step, implicit) as one linked axis: a summary row per variant with
+    both keys; ablation.json keeps the points as JSON lists, so a rerun, and --earlier from a copy of it, see the
+    same ablation."""
+    axes = [parse_axis("model.grad_mode:model.grad_iterations=unrolled:0,unrolled:1,implicit:all")]
+    stable = [*TINY, "model.iterations=5", "model.kind=hem"]  # at T = 2 the implicit adjoint diverges on this data
+    result = run_ablation("demo", axes, 1, tmp_path / "out", overrides=stable, workers=2, progress=False,
+                          report=False)
+    assert [o.state for o in result.outcomes] == ["done"] * 3
+    table = pd.read_csv(tmp_path / "out" / "summary.csv").astype({"model.grad_iterations": str})
+    assert list(zip(table["model.grad_mode"], table["model.grad_iterations"])) == [
+        ("implicit", "all"), ("unrolled", "0"), ("unrolled", "1")]
+    assert table["miou"].notna().all()  # the implicit run, which has no per-iteration norms, is not left out
+    assert json.loads((tmp_path / "out" / MANIFEST).read_text())["grid"] == {
+        "model.grad_mode:model.grad_iterations": [["unrolled", 0], ["unrolled", 1], ["implicit", "all"]]}
+    again = run_ablation("demo", axes, 1, tmp_path / "out", overrides=stable, progress=False, report=False)
+    assert [o.state for o in again.outcomes] == ["skipped"] * 3
+    assert keep_finished(tmp_path / "out", tmp_path / "bank") == 3
+    elsewhere = run_ablation("demo", axes, 1, tmp_path / "other", overrides=stable, progress=False, report=False,
+                             earlier=tmp_path / "bank")
+    assert [o.state for o in elsewhere.outcomes] == ["earlier"] * 3
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "other" / "summary.csv"),
+                                  pd.read_csv(tmp_path / "out" / "summary.csv"), check_exact=False, rtol=1e-9)

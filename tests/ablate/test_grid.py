@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from gradlab.ablate import expand, parse_axis
-from gradlab.ablate.grid import QUICK_STEPS, short_names
+from gradlab.ablate.grid import QUICK_STEPS, grid_keys, short_names
 from gradlab.errors import ConfigError
 from tests.train.conftest import TINY
 
@@ -88,3 +88,39 @@ def test_values_that_sanitise_alike_are_refused():
 def test_short_names_fall_back_to_the_full_key_on_a_clash():
     assert short_names(["model.iterations", "data.size"]) == {"model.iterations": "iterations", "data.size": "size"}
     assert short_names(["a.size", "b.size"]) == {"a.size": "a-size", "b.size": "b-size"}
+
+
+def test_a_linked_axis_sets_its_keys_together_and_names_each():
+    axes = [parse_axis("model.kind=em,hem"),
+            parse_axis('model.grad_mode:model.grad_iterations=unrolled:0, unrolled:1,implicit:"all"')]
+    assert axes[1].keys == ("model.grad_mode", "model.grad_iterations")
+    assert axes[1].values == (("unrolled", 0), ("unrolled", 1), ("implicit", "all"))
+    trials, dropped = expand("demo", axes, seeds=2, overrides=TINY)
+    assert dropped == 0 and len(trials) == 2 * 3 * 2  # the product with the other axis, not with each linked key
+    got = [(t.config.model.kind, t.config.model.grad_mode, t.config.model.grad_iterations, t.config.seed)
+           for t in trials]
+    want = [(k, m, g, s) for k in ("em", "hem")
+            for m, g in (("unrolled", 0), ("unrolled", 1), ("implicit", "all")) for s in (0, 1)]
+    assert got == want
+    assert trials[4].name == "kind-em_grad_mode-implicit_grad_iterations-all_seed-0"
+    assert grid_keys(axes) == ["model.kind", "model.grad_mode", "model.grad_iterations"]
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("model.grad_mode:model.grad_iterations=unrolled:0,implicit", "'implicit' is not one value per linked key"),
+    ("model.grad_mode:model.grad_iterations=unrolled:0:1", "is not one value per linked key"),
+    ("model.grad_mode:model.grad_iterations=unrolled:,implicit:all", "is not one value per linked key"),
+    ("model.grad_mode:=unrolled:0", "is not KEY=V1,V2"),
+    ("model.grad_mode:model.bogus=unrolled:0", "unknown config key 'model.bogus'"),
+    ("model.kind:model.kind=em:em", "links a key to itself"),
+    ("model.kind:model.iterations=em:1,em:1", "repeats a value"),
+])
+def test_a_bad_linked_axis_is_refused(text, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        parse_axis(text)
+
+
+def test_a_key_both_linked_and_on_its_own_axis_is_refused():
+    with pytest.raises(ConfigError, match="names a key twice"):
+        expand("demo", [parse_axis("model.kind=em,hem"), parse_axis("model.kind:model.iterations=em:1")], seeds=1,
+               overrides=TINY)
