@@ -102,7 +102,8 @@ class Recorder:
         self._flushed, self._recorded_steps = 0, 0
         self._part = self._next_part_index(append)
         self._user_tracing = {layer: layer.tracing for layer in self.layers}
-        #: layers in grad_mode "implicit": their adjoint solve is recorded (implicit/iterations, implicit/residual)
+        #: layers in grad_mode "implicit": their adjoint solve is recorded (implicit/iterations, implicit/residual,
+        #: implicit/diverged)
         self._implicit = [layer for layer in self.layers if getattr(layer, "grad_mode", None) == "implicit"]
         self._recording = self.diagnosing = False
         self._last_recorded: int | None = None  # the last recorded step this recorder opened
@@ -326,7 +327,7 @@ class Recorder:
         for layer in self._implicit:  # the last adjoint solve of the step, where one ran (iteration null)
             if layer.last_adjoint is not None:
                 name = self.names[layer]
-                keys += [(name, "implicit/iterations", None), (name, "implicit/residual", None)]
+                keys += [(name, q, None) for q in ("implicit/iterations", "implicit/residual", "implicit/diverged")]
                 tensors.append(torch.stack(layer.last_adjoint).double())
         names, norms = group_grad_norms(self.groups) if self.diagnosing else ([], None)  # a pass over every .grad
         if norms is not None:

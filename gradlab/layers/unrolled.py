@@ -67,7 +67,8 @@ class UnrolledEM(nn.Module):
     selects how gradients flow (MATH.md §5): None = all T iterations, k = only the last k, 0 = none.
     `grad_mode="implicit"` replaces backpropagation through the iterations by the implicit-function-theorem
     gradient at the fixed point (needs grad_iterations=None and T >= 2; see `_forward_implicit`); its adjoint
-    solve of the last backward is kept in `last_adjoint` = (iterations, relative residual), 0-dim tensors.
+    solve of the last backward is kept in `last_adjoint` = (iterations, relative residual, diverged: 1 where the
+    solve diverged and the Jacobian-free gradient was used instead), 0-dim tensors.
     Set `tracing = True` to keep the detached states of each forward in `trace` (off by default: free).
     """
 
@@ -113,7 +114,7 @@ class UnrolledEM(nn.Module):
         self.normalize, self.momentum, self.grad_iterations = normalize, float(momentum), grad_iterations
         self.grad_mode, self.implicit_iterations = grad_mode, implicit_iterations
         self.implicit_tolerance = float(implicit_tolerance)
-        self.last_adjoint: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.last_adjoint: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.iterations = nn.ModuleList(
             EMIteration(t, self.step_size, kernel, self.temperature, normalize) for t in range(1, iterations + 1)
         )
@@ -201,8 +202,8 @@ class UnrolledEM(nn.Module):
             self._maintain_bases(mu)
         return y
 
-    def _report_adjoint(self, iterations: torch.Tensor, residual: torch.Tensor) -> None:
-        self.last_adjoint = (iterations, residual)
+    def _report_adjoint(self, iterations: torch.Tensor, residual: torch.Tensor, diverged: torch.Tensor) -> None:
+        self.last_adjoint = (iterations, residual, diverged)
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4:

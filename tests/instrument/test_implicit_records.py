@@ -33,7 +33,7 @@ def test_implicit_layers_record_their_adjoint_and_no_per_iteration_gradients(kin
     assert sorted(adjoint.step.unique()) == [0, 2]
     for step in (0, 2):
         rows = adjoint[adjoint.step == step].set_index("quantity")
-        assert set(rows.index) == {"implicit/iterations", "implicit/residual"}
+        assert set(rows.index) == {"implicit/iterations", "implicit/residual", "implicit/diverged"}
         assert rows.iteration.isna().all() and (rows.status == "ok").all()
         iterations, residual = rows.value["implicit/iterations"], rows.value["implicit/residual"]
         assert iterations == int(iterations) and 1 <= iterations <= 30
@@ -52,11 +52,13 @@ def test_recorded_adjoint_is_the_layers_own_and_grad_x_total_is_autograds(batch)
     with gradlab.watch(net) as rec:
         loss = F.cross_entropy(net(x), y)
         (g,) = torch.autograd.grad(loss, seen["x"])  # one backward: what the recorder measures
+        diverged = layer.last_adjoint[2].item()  # the layer's own verdict on its solve (rec.step clears it)
         rec.step(0)
     frame = rec.frame()
     value = frame.set_index("quantity").value
     assert value["implicit/iterations"] == 5  # the cap, since 1e-12 is not reached in 5 steps
     assert value["implicit/residual"] > 1e-12
+    assert value["implicit/diverged"] == diverged
     assert math.isclose(value["grad/x_total"], g.norm().item(), rel_tol=1e-5)
 
 

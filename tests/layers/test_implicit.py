@@ -47,8 +47,8 @@ def test_implicit_gradient_equals_the_gradient_of_a_long_unroll(kind):
     # the default tolerance 1e-6; HEM's damped step contracts more slowly (J ≈ (1 − η) I + η J_EM): more steps
     implicit = make(kind, grad_mode="implicit", implicit_iterations=500)
     got = input_grad(implicit, x, weight)
-    iterations, residual = implicit.last_adjoint
-    assert residual < 1e-6 and 1 <= iterations < 500
+    iterations, residual, diverged = implicit.last_adjoint
+    assert residual < 1e-6 and 1 <= iterations < 500 and diverged == 0
     assert rel(got, expected) < 1e-4
     assert torch.equal(implicit(x), unrolled(x))  # the same forward, only the backward differs
     tight = make(kind, grad_mode="implicit", implicit_tolerance=1e-12, implicit_iterations=1000)
@@ -78,12 +78,12 @@ def _adjoint_problem(seed=0):
 
 def test_the_adjoint_stops_at_the_tolerance_or_at_the_iteration_limit():
     f, m, v, F = _adjoint_problem()
-    u, done, residual = solve_adjoint(f, m, v, 10_000, 1e-8)
-    assert residual < 1e-8 and done < 10_000
-    _, done_before, residual_before = solve_adjoint(f, m, v, done - 1, 1e-8)  # one step fewer: not yet there
+    u, done, residual, diverged = solve_adjoint(f, m, v, 10_000, 1e-8)
+    assert residual < 1e-8 and done < 10_000 and not diverged
+    _, done_before, residual_before, _ = solve_adjoint(f, m, v, done - 1, 1e-8)  # one step fewer: not yet there
     assert done_before == done - 1 and residual_before >= 1e-8
-    _, done_capped, residual_capped = solve_adjoint(f, m, v, 3, 1e-8)
-    assert done_capped == 3 and residual_capped > 1e-8
+    _, done_capped, residual_capped, diverged_capped = solve_adjoint(f, m, v, 3, 1e-8)
+    assert done_capped == 3 and residual_capped > 1e-8 and not diverged_capped  # capped, still contracting
     # u solves u = J_μᵀ u + v: against a dense solve with the full Jacobian (8 × 8 here)
     J = torch.autograd.functional.jacobian(F, m.detach()).reshape(m.numel(), m.numel())
     dense = torch.linalg.solve(torch.eye(m.numel(), dtype=J.dtype) - J.T, v.flatten())
@@ -94,8 +94,8 @@ def test_the_adjoint_stops_at_the_tolerance_or_at_the_iteration_limit():
 
 def test_a_zero_gradient_stops_at_once_with_residual_zero():
     f, m, v, _ = _adjoint_problem()
-    u, done, residual = solve_adjoint(f, m, torch.zeros_like(v), 50, 1e-6)
-    assert done == 1 and residual == 0 and not u.any()
+    u, done, residual, diverged = solve_adjoint(f, m, torch.zeros_like(v), 50, 1e-6)
+    assert done == 1 and residual == 0 and not u.any() and not diverged
 
 
 def test_the_layer_reports_the_adjoint_of_its_last_backward_and_respects_the_cap():
@@ -103,8 +103,9 @@ def test_the_layer_reports_the_adjoint_of_its_last_backward_and_respects_the_cap
     layer = make("em", grad_mode="implicit", implicit_iterations=2, implicit_tolerance=1e-12)
     assert layer.last_adjoint is None
     input_grad(layer, x, weight)
-    iterations, residual = layer.last_adjoint
+    iterations, residual, diverged = layer.last_adjoint
     assert iterations.dtype == torch.float64 and iterations.item() == 2 and residual.item() > 1e-12
+    assert diverged.dtype == torch.float64 and diverged.item() in (0.0, 1.0)
 
 
 def test_no_graph_no_adjoint_and_the_bases_move_as_in_unrolled_mode():
@@ -134,3 +135,34 @@ def test_settings_are_checked_and_shown():
     with pytest.raises(ValueError, match="iterations=1 is invalid.*grad_mode='implicit'"):
         EMLayer(4, 2, 1, grad_mode="implicit")
     assert EMSpec(grad_mode="implicit", grad_iterations="all").layer(4).grad_iterations is None
+
+
+@pytest.mark.parametrize("scale, diverged", [(0.5, False), (0.9, False), (1.5, True), (1.02, True)])
+def test_a_solve_diverges_exactly_when_the_adjoint_iteration_does_not_contract(scale, diverged):
+    """J_μ = scale · I: the series Σ_k scaleᵏ v converges for scale < 1 (to v / (1 − scale)) and not otherwise."""
+    m = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(3, 5, dtype=torch.float64)
+    solve = solve_adjoint(m * scale, m, v, 40, 1e-12)
+    assert solve.diverged == diverged
+    if diverged:
+        assert solve.iterations == 40 and solve.u.norm() > v.norm()
+    else:
+        assert rel(solve.u, v / (1 - scale)) < 20 * scale ** solve.iterations
+
+
+def test_where_the_adjoint_diverges_the_gradient_is_the_jacobian_free_one_and_it_is_reported():
+    """Far from a fixed point (T = 2, K = 4 random bases) J_μ does not contract and the adjoint iteration grows
+    without bound; the layer then returns the Jacobian-free gradient v (Fung et al.'s JFB): exactly the gradient
+    through the last two iterations, finite, instead of a huge one."""
+    def layer(**kw):
+        torch.manual_seed(0)
+        return EMLayer(8, 4, 2, temperature=0.5, **kw).double().eval()
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 8, 5, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(2, 8, 5, 5, generator=g, dtype=torch.float64)
+    implicit = layer(grad_mode="implicit")
+    got = input_grad(implicit, x, weight)
+    iterations, residual, diverged = implicit.last_adjoint
+    assert diverged == 1 and iterations == 50 and residual > 0.1
+    assert rel(got, input_grad(layer(grad_iterations=2), x, weight)) < 1e-12
