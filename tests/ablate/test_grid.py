@@ -22,6 +22,14 @@ def test_parse_axis_reads_toml_values():
     ("=1,2", "is not KEY=V1,V2"),
     ("model.iteratons=1,2", "unknown config key 'model.iteratons'"),
     ("model.iterations=1,1", "repeats a value"),
+    # linked axes
+    ("model.grad_mode:model.grad_iterations=unrolled:0,implicit", "'implicit' is not one value per linked key"),
+    ("model.grad_mode:model.grad_iterations=unrolled:0:1", "is not one value per linked key"),
+    ("model.grad_mode:model.grad_iterations=unrolled:,implicit:all", "is not one value per linked key"),
+    ("model.grad_mode:=unrolled:0", "is not KEY=V1,V2"),
+    ("model.grad_mode:model.bogus=unrolled:0", "unknown config key 'model.bogus'"),
+    ("model.kind:model.kind=em:em", "links a key to itself"),
+    ("model.kind:model.iterations=em:1,em:1", "repeats a value"),
 ])
 def test_parse_axis_rejects(text, fragment):
     with pytest.raises(ConfigError, match=fragment):
@@ -104,20 +112,6 @@ def test_a_linked_axis_sets_its_keys_together_and_names_each():
     assert got == want
     assert trials[4].name == "kind-em_grad_mode-implicit_grad_iterations-all_seed-0"
     assert grid_keys(axes) == ["model.kind", "model.grad_mode", "model.grad_iterations"]
-
-
-@pytest.mark.parametrize("text, fragment", [
-    ("model.grad_mode:model.grad_iterations=unrolled:0,implicit", "'implicit' is not one value per linked key"),
-    ("model.grad_mode:model.grad_iterations=unrolled:0:1", "is not one value per linked key"),
-    ("model.grad_mode:model.grad_iterations=unrolled:,implicit:all", "is not one value per linked key"),
-    ("model.grad_mode:=unrolled:0", "is not KEY=V1,V2"),
-    ("model.grad_mode:model.bogus=unrolled:0", "unknown config key 'model.bogus'"),
-    ("model.kind:model.kind=em:em", "links a key to itself"),
-    ("model.kind:model.iterations=em:1,em:1", "repeats a value"),
-])
-def test_a_bad_linked_axis_is_refused(text, fragment):
-    with pytest.raises(ConfigError, match=fragment):
-        parse_axis(text)
 
 
 def test_a_key_both_linked_and_on_its_own_axis_is_refused():
