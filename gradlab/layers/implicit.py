@@ -44,7 +44,8 @@ def solve_adjoint(f: torch.Tensor, mu: torch.Tensor, v: torch.Tensor, max_iterat
     stop. Returns an `AdjointSolve`."""
     u, done, converged = v, 0, False
     residual = torch.zeros((), dtype=torch.float64, device=v.device)
-    diff = growing = torch.full((), math.nan, dtype=torch.float64, device=v.device)
+    diff = torch.full((), math.nan, dtype=torch.float64, device=v.device)
+    growing = torch.zeros((), dtype=torch.bool, device=v.device)
     while done < max_iterations:
         done += 1
         new = torch.autograd.grad(f, mu, u, retain_graph=True)[0] + v
@@ -60,7 +61,8 @@ def solve_adjoint(f: torch.Tensor, mu: torch.Tensor, v: torch.Tensor, max_iterat
 
 
 def adjoint_hook(cell: nn.Module, x: torch.Tensor, mu: torch.Tensor, max_iterations: int, tolerance: float,
-                 report: Callable[[torch.Tensor, torch.Tensor], None]) -> Callable[[torch.Tensor], torch.Tensor]:
+                 report: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
+                 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """A hook for the output of the differentiable application F(μ, X) (x (B, C, N), μ (B, K, C)): it replaces the
     gradient v reaching that output by the adjoint solution u = J_μᵀ u + v at (μ, X) (v itself where the solve
     diverged), and calls report(iterations, residual, diverged) with all three as 0-dim float64 tensors on the
