@@ -81,7 +81,9 @@ def timeout_from_env() -> float:
     return value
 
 
-_BACKEND = re.compile(r"gloo|nccl|ProcessGroup|c10d", re.IGNORECASE)
+#: a backend's error; gloo's transport errors raised inside DDP's backward come without a source path, e.g. a hung
+#: peer's "Application timeout caused pair closure" (seen 2026-12-04)
+_BACKEND = re.compile(r"gloo|nccl|ProcessGroup|c10d|pair closure|(?:reset|closed) by peer", re.IGNORECASE)
 _SOURCE = re.compile(r"\[[^\]]*\.(?:cc|cpp|h|hpp):\d+\]\s*")  # "[.../gloo/transport/tcp/pair.cc:537] "
 
 

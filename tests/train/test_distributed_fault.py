@@ -191,6 +191,13 @@ def test_a_gloo_error_becomes_one_line_naming_the_peer():
     assert str(four).startswith("rank 2: lost contact with another of the 4 ranks (Read error")
 
 
+def test_gloo_transport_errors_without_a_source_path_are_lost_peers_too():
+    """DDP's backward raises gloo's transport error bare: a hung peer's timeout, seen in a CI run on 2026-12-04."""
+    for text in ("Application timeout caused pair closure", "Connection closed by peer [127.0.0.1]:4242"):
+        err = lost_peer(RuntimeError(text), CTX)
+        assert isinstance(err, LostPeerError) and f"({text})" in str(err)
+
+
 def test_other_errors_pass_through():
     assert lost_peer(RuntimeError("CUDA out of memory"), CTX) is None
     assert lost_peer(ValueError("gloo"), CTX) is None
