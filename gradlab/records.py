@@ -53,6 +53,9 @@ LAYER_KEY = ["run", "rank", "layer"]
 INPUT_GRADIENT = ("grad/x", "grad/in")
 #: `grad/*` quantities that are not norms: the agreement cosines c_t and c_rest of MATH.md §9
 AGREEMENT = ("grad/x_cos",)
+#: per-step quantities of a layer in grad_mode "implicit": its adjoint solve (fixed-point steps taken, final relative
+#: residual, 1 when it diverged and the gradient fell back to the two-iteration JFB gradient; docs/layers.md)
+ADJOINT = ("implicit/iterations", "implicit/residual", "implicit/diverged")
 #: per-step quantities of a step closed with `rec.step(grad_scale=...)`: the GradScaler's loss scale, and 1 on a
 #: step it skipped (its scaled backward overflowed: the norms are the overflow's, and the step trained nothing)
 AMP_SCALE, SKIPPED_STEP = "amp/scale", "amp/skipped"

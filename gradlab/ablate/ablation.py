@@ -19,7 +19,15 @@ import pandas as pd
 from gradlab.ablate.executors import SUBMITIT
 from gradlab.ablate.grid import Axis, Trial, expand, grid_keys
 from gradlab.ablate.runner import Outcome, run_trials
-from gradlab.ablate.summary import RUN_COLUMNS, contrast_markdown, panel_frame, pool, run_table, to_markdown
+from gradlab.ablate.summary import (
+    LATER_COLUMNS,
+    RUN_COLUMNS,
+    contrast_markdown,
+    panel_frame,
+    pool,
+    run_table,
+    to_markdown,
+)
 from gradlab.analysis import load_metrics, load_runs
 from gradlab.atomic import write_text
 from gradlab.errors import ConfigError
@@ -136,12 +144,12 @@ def read_earlier(folder: str | Path, plan: dict, keys: list[str]) -> pd.DataFram
     if differ:
         raise ConfigError(f"--earlier {folder}: another ablation ({', '.join(differ)} differ from this one's): "
                           "give the folder of an earlier run of the same grid, seeds and --set")
-    missing = [c for c in ("run", "layer", *keys, *RUN_COLUMNS) if c not in rows.columns]
+    missing = [c for c in ("run", "layer", *keys, *RUN_COLUMNS) if c not in rows.columns and c not in LATER_COLUMNS]
     foreign = sorted(set(rows["run"].astype(str)) - set(plan["trials"])) if "run" in rows.columns else []
     if missing or foreign:
         raise ConfigError(f"--earlier {folder}: its {RUNS} is not one of this ablation's (" + (
             f"no column {', '.join(missing)}" if missing else f"{foreign[0]!r} is not one of its trials") + ")")
-    return rows.astype({"run": str})
+    return rows.astype({"run": str}).reindex(columns=[*rows.columns, *(c for c in LATER_COLUMNS if c not in rows)])
 
 
 def manifest(config, axes, seeds, overrides, quick, trials) -> dict:

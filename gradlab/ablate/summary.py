@@ -18,11 +18,14 @@ from gradlab.report import tables as fmt
 
 QUANTITIES = ("grad/x", "grad/mu")
 #: mechanism numbers (MATH.md §9) averaged over a setting's runs: layer gain, turn of the full gradient away from
-#: the one-step gradient (degrees), total parameter-gradient norm
-MECHANISM_SUMMARY = {"gain": "gain G", "turn": "turn °", "grad_params": "‖∂L/∂θ‖"}
+#: the one-step gradient (degrees), total parameter-gradient norm, and for grad_mode implicit the share of steps
+#: whose adjoint solve diverged (gradlab.analysis.regime; a column shown only when some run has it)
+MECHANISM_SUMMARY = {"gain": "gain G", "turn": "turn °", "grad_params": "‖∂L/∂θ‖", "share_diverged": "adjoint diverged"}
 #: the per-run columns of `run_table` (after run, layer, the grid keys and seed): what `pool` reads
 RUN_COLUMNS = ("miou", *(f"{q} decades" for q in QUANTITIES), "regime", "similarity", "entropy_ratio",
                *MECHANISM_SUMMARY)
+#: per-run columns added after studies were banked: a runs.csv written before reads them as not recorded (NaN)
+LATER_COLUMNS = ("share_diverged",)
 
 
 def summarize_ablation(run_dirs: Sequence[Path], by: Sequence[str], fraction: float = 0.1) -> pd.DataFrame:
@@ -127,13 +130,14 @@ def contrast_markdown(runs: pd.DataFrame, by: Sequence[str]) -> str | None:
 def to_markdown(table: pd.DataFrame, by: Sequence[str]) -> str:
     """The summary as a Markdown table: per grid point the mean over seeds with its [Student-t 95% CI]."""
     ci = f"[{INTERVAL_LABEL}]"
+    mechanism = [c for c in MECHANISM_SUMMARY if c not in LATER_COLUMNS or np.isfinite(table[c]).any()]
     head = [*by, "seeds", f"val mIoU {ci}", *(f"{q} decades {ci}" for q in QUANTITIES), "bases sim.", "H / ln K",
-            *MECHANISM_SUMMARY.values(), "regimes (runs)"]
+            *(MECHANISM_SUMMARY[c] for c in mechanism), "regimes (runs)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
         cells = [_value(r[k]) for k in by] + [str(int(r["runs"])), _ci(r, "miou", fmt.number)]
         cells += [_ci(r, f"{q} decades", fmt.decades) for q in QUANTITIES]
-        cells += [fmt.number(r[c]) for c in ("similarity", "entropy_ratio", *MECHANISM_SUMMARY)]
+        cells += [fmt.number(r[c]) for c in ("similarity", "entropy_ratio", *mechanism)]
         cells.append(str(r["regimes"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

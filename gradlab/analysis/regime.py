@@ -15,6 +15,10 @@ layer whose gradient reaches only one iteration (grad_iterations = 1): there is 
 earlier iterations add a large part that barely agrees with the last one's gradient, or the layer as a whole
 passes little gradient while the ratios between its iterations look healthy. Every verdict carries the window's
 mechanism numbers (layer gain, branch share, E-step gain, agreement, σ_t and predicted vs measured decay).
+
+A layer in grad_mode "implicit" has no per-iteration gradients; after collapse and saturation it is judged by its
+adjoint solve (records.ADJOINT) instead of one_step … healthy: `implicit_fallback` when the solve diverged at
+REGIME_MAJORITY of the steps (there its gradient is the two-iteration JFB fallback), else `implicit`.
 """
 
 from __future__ import annotations
@@ -31,10 +35,10 @@ from gradlab.analysis.decay import decay, profile
 from gradlab.analysis.flags import diagnostics
 from gradlab.analysis.mechanism import mechanism
 from gradlab.analysis.wording import iterations, signed
-from gradlab.records import INPUT_GRADIENT, LAYER_KEY, STEP_KEY
+from gradlab.records import ADJOINT, INPUT_GRADIENT, LAYER_KEY, STEP_KEY
 
 REGIMES = ("nonfinite", "no_grad", "dead", "collapse", "saturation", "one_step", "exploding", "vanishing",
-           "misdirected", "attenuated", "healthy")
+           "misdirected", "attenuated", "healthy", "implicit_fallback", "implicit")
 #: the per-step evidence that only diagnosed steps have (record.diagnostics_every)
 DIAGNOSED = ("similarity", "entropy_ratio")
 #: flags whose regime has another name or more than one (any other flag is the regime of its own name)
@@ -53,6 +57,9 @@ def step_evidence(frame: pd.DataFrame, quantity: str | tuple[str, ...] = INPUT_G
     EM layer, grad/in of a watched loop), the diagnostics and the per-step regime booleans."""
     d = decay(frame[of_quantity(frame, quantity)])
     d = d[[*STEP_KEY, "T", "iterations", "last", "decades", "rho", "no_grad_iterations", "nonfinite"]]
+    adjoint = adjoint_steps(frame)
+    d = pd.concat([d.astype({c: object for c in ("run", "layer")}), adjoint], ignore_index=True) if len(adjoint) \
+        else d.assign(**{c: np.nan for c in ADJOINT_COLUMNS})
     diag = diagnostics(frame, bases)[[*STEP_KEY, "similarity", "entropy_ratio"]]
     steps = d.astype({c: object for c in ("run", "layer")}).merge(
         diag.astype({c: object for c in ("run", "layer")}), on=STEP_KEY, how="left")
@@ -62,6 +69,24 @@ def step_evidence(frame: pd.DataFrame, quantity: str | tuple[str, ...] = INPUT_G
     steps["saturation"] = steps["entropy_ratio"] < th.SATURATION_ENTROPY  # both False on undiagnosed steps
     steps["one_step"] = steps["iterations"] == 1
     return steps
+
+
+#: the per-step columns of `adjoint_steps` (NaN for a layer that is not in grad_mode "implicit")
+ADJOINT_COLUMNS = ("adjoint_iterations", "adjoint_residual", "diverged")
+
+
+def adjoint_steps(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per (run, rank, step, layer) of a layer in grad_mode "implicit": its adjoint solve (`adjoint_iterations`,
+    `adjoint_residual`, `diverged` as 0/1; records.ADJOINT), and `nonfinite`: ∂L/∂X (grad/x_total) not finite."""
+    rows = frame[frame["quantity"].isin(ADJOINT).to_numpy()].astype({c: object for c in ("run", "layer", "quantity")})
+    if rows.empty:
+        return pd.DataFrame(columns=[*STEP_KEY, *ADJOINT_COLUMNS, "nonfinite"])
+    wide = rows.pivot_table(index=STEP_KEY, columns="quantity", values="value", aggfunc="first")
+    out = wide.rename(columns=dict(zip(ADJOINT, ADJOINT_COLUMNS))).reindex(columns=list(ADJOINT_COLUMNS))
+    x_total = frame[(frame["quantity"] == "grad/x_total").to_numpy()].astype({c: object for c in ("run", "layer")})
+    bad = x_total.set_index(STEP_KEY)["status"].eq("nonfinite")
+    out["nonfinite"] = bad.reindex(out.index, fill_value=False).to_numpy(dtype=bool)
+    return out.reset_index().assign(no_grad_iterations="")
 
 
 def onset(steps: pd.DataFrame, flag: str) -> pd.Series:
@@ -78,7 +103,9 @@ def regime(frame: pd.DataFrame, quantity: str | tuple[str, ...] = INPUT_GRADIENT
     """One row per (run, rank, layer): `regime` (one of REGIMES) and `reason` (a sentence for the report), with
     the window's numbers: `steps`, `from_step`, `to_step`, `decades` (mean), `rho` (geometric mean),
     `similarity`, `entropy_ratio` (H / ln K), the onsets of collapse and saturation, and the mechanism numbers
-    of gradlab.analysis.mechanism (MECHANISM_COLUMNS: NaN where not recorded). Steps the GradScaler skipped
+    of gradlab.analysis.mechanism (MECHANISM_COLUMNS: NaN where not recorded); for a layer in grad_mode
+    "implicit", `share_diverged` and the medians `adjoint_iterations`, `adjoint_residual` of its adjoint solve
+    (NaN for the others). Steps the GradScaler skipped
     are left out (`aggregate.trained_steps`); `skipped_steps` counts them per run and rank."""
     skipped = skipped_steps(frame).groupby(["run", "rank"], observed=True).size().rename("skipped_steps")
     frame = trained_steps(frame)
@@ -89,7 +116,8 @@ def regime(frame: pd.DataFrame, quantity: str | tuple[str, ...] = INPUT_GRADIENT
     agg = last.groupby(LAYER_KEY).agg(
         steps=("step", "size"), from_step=("step", "min"), to_step=("step", "max"), T=("T", "max"),
         decades=("decades", "mean"), log_rho=("log_rho", "mean"), no_grad_iterations=("no_grad_iterations", "last"),
-        **{f"share_{r}": (r, "mean") for r in ("nonfinite", "no_grad", "dead", "one_step")})
+        **{f"share_{r}": (r, "mean") for r in ("nonfinite", "no_grad", "dead", "one_step", "diverged")},
+        adjoint_iterations=("adjoint_iterations", "median"), adjoint_residual=("adjoint_residual", "median"))
     agg["rho"] = np.exp(agg.pop("log_rho"))
     diagnosed = rows_with(steps, DIAGNOSED)  # a layer without diagnosed steps gets NaN shares, not 0
     agg = agg.join(window(diagnosed, "last", fraction).groupby(LAYER_KEY).agg(
@@ -138,6 +166,8 @@ def _verdict(r) -> tuple[str, str]:
         return "saturation", (f"attention saturated from step {r.saturation_onset:.0f}: entropy "
                               f"{r.entropy_ratio:.3f} ln K (nearly one-hot), similarity {r.similarity:.2f}; the "
                               f"softmax Jacobian vanishes: {decay_text}") + _note(r)
+    if not _missing(r.share_diverged):  # a layer in grad_mode "implicit": no iterations to decay through
+        return _adjoint_verdict(r, numbers)
     if r.share_one_step >= majority:
         why = (f"{iterations(r.no_grad_iterations)} run under no_grad" if r.no_grad_iterations else
                "the layer unrolls one iteration")
@@ -161,6 +191,18 @@ def _verdict(r) -> tuple[str, str]:
                               f"{th.ATTENUATED_SHARE:g}) while the iterations' ratios look healthy: {decay_text}; "
                               f"{numbers}") + _note(r)
     return "healthy", f"healthy: {decay_text}; {numbers}" + _note(r)
+
+
+def _adjoint_verdict(r, numbers: str) -> tuple[str, str]:
+    solve = (f"median residual {r.adjoint_residual:.2g} after {r.adjoint_iterations:.0f} fixed-point steps of the "
+             f"adjoint solve")
+    if r.share_diverged >= th.REGIME_MAJORITY:
+        return "implicit_fallback", (f"the adjoint solve diverged at {r.share_diverged:.0%} of steps {r.from_step}–"
+                                     f"{r.to_step}: there the gradient is the two-iteration (JFB) fallback, not the "
+                                     f"implicit one ({solve}); {numbers}") + _note(r)
+    return "implicit", (f"the adjoint solve did not diverge at {1 - r.share_diverged:.0%} of steps {r.from_step}–"
+                        f"{r.to_step} ({solve}): the gradient is the implicit one at the fixed point, up to that "
+                        f"residual; {numbers}") + _note(r)
 
 
 def _diagnostics_text(r) -> str:

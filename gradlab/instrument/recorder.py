@@ -42,7 +42,7 @@ from gradlab.instrument.loops import Loops
 from gradlab.instrument.norms import cosine_to, l2_norm, unit, wide_norm, widened
 from gradlab.instrument.schedules import Schedule, as_schedule
 from gradlab.parallel import current_rank, is_compiled, unwrap, wrappers
-from gradlab.records import AGREEMENT, RecordBuffer, write_part
+from gradlab.records import ADJOINT, AGREEMENT, RecordBuffer, write_part
 from gradlab.run_dir import RECORDS, RunDirectory, now, part_name, rank_parts, run_meta
 from gradlab.taps import TracedLayer
 
@@ -102,8 +102,7 @@ class Recorder:
         self._flushed, self._recorded_steps = 0, 0
         self._part = self._next_part_index(append)
         self._user_tracing = {layer: layer.tracing for layer in self.layers}
-        #: layers in grad_mode "implicit": their adjoint solve is recorded (implicit/iterations, implicit/residual,
-        #: implicit/diverged)
+        #: layers in grad_mode "implicit": their adjoint solve is recorded (records.ADJOINT)
         self._implicit = [layer for layer in self.layers if getattr(layer, "grad_mode", None) == "implicit"]
         self._recording = self.diagnosing = False
         self._last_recorded: int | None = None  # the last recorded step this recorder opened
@@ -327,7 +326,7 @@ class Recorder:
         for layer in self._implicit:  # the last adjoint solve of the step, where one ran (iteration null)
             if layer.last_adjoint is not None:
                 name = self.names[layer]
-                keys += [(name, q, None) for q in ("implicit/iterations", "implicit/residual", "implicit/diverged")]
+                keys += [(name, q, None) for q in ADJOINT]
                 tensors.append(torch.stack(layer.last_adjoint).double())
         names, norms = group_grad_norms(self.groups) if self.diagnosing else ([], None)  # a pass over every .grad
         if norms is not None:

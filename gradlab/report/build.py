@@ -149,6 +149,9 @@ def _run_notes(run: RunInfo, config: dict) -> list[str]:
                      f"with the {run.recorded_steps} steps it recorded")
     if config.get("model.kind") == "none":
         notes.append(f"run {run.name} has no EM layer (model.kind = none): it has no gradient decay to report")
+    elif config.get("model.grad_mode") == "implicit":
+        notes.append(f"run {run.name} has model.grad_mode = implicit: its layer has no per-iteration gradients and "
+                     "no decay to report; its regime says how its adjoint solve went")
     elif run.recorded_steps and not run.has_gradients:
         notes.append(f"run {run.name} recorded no per-iteration gradients (grad/x, grad/z, grad/mu)")
     return notes

@@ -92,8 +92,8 @@ details { margin: 8px 0; }
 summary { cursor: pointer; color: #0b62a4; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 9px; font-size: 0.86em; font-weight: 600;
          color: #fff; background: #6b7280; white-space: nowrap; }
-.regime-healthy { background: #1a7f37; }
-.regime-vanishing, .regime-saturation { background: #c26a00; }
+.regime-healthy, .regime-implicit { background: #1a7f37; }
+.regime-vanishing, .regime-saturation, .regime-implicit_fallback { background: #c26a00; }
 .regime-collapse { background: #7c3aed; }
 .regime-exploding, .regime-nonfinite { background: #c62828; }
 .regime-one_step, .regime-no_grad, .regime-none { background: #6b7280; }

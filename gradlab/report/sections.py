@@ -85,8 +85,9 @@ def notes_section(notes: list[str]) -> Section:
 
 
 def regime_legend() -> dict[str, str]:
-    """What each regime means, for the report's legend, in the order gradlab.analysis.regime tests them; the
-    thresholds are read when called, so a changed `gradlab.analysis.thresholds` value shows."""
+    """What each regime means, for the report's legend, in the order gradlab.analysis.regime tests them (the last
+    two instead of one_step … healthy for a layer in grad_mode implicit); the thresholds are read when called,
+    so a changed `gradlab.analysis.thresholds` value shows."""
     return {
         "nonfinite": "NaN/Inf gradient norms",
         "no_grad": "no iteration receives gradient (grad_iterations = 0)",
@@ -106,6 +107,10 @@ def regime_legend() -> dict[str, str]:
         "attenuated": f"the layer passes little of what it receives: gain G < {th.ATTENUATED_GAIN:g} or EM-branch "
                       f"share < {th.ATTENUATED_SHARE:g}, while the iterations' ratios look healthy",
         "healthy": "the gradient reaches every iteration",
+        "implicit_fallback": f"grad_mode implicit: the adjoint solve diverged at ≥ {th.REGIME_MAJORITY:.0%} of steps, "
+                             "where the gradient falls back to the two-iteration (JFB) gradient",
+        "implicit": "grad_mode implicit: the adjoint solve did not diverge, the gradient is the implicit one at the "
+                    "fixed point (up to its residual)",
     }
 
 

@@ -16,7 +16,7 @@ import pytest
 from gradlab.ablate import parse_axis, run_ablation
 from gradlab.ablate.ablation import MANIFEST, claim, keep_finished, manifest
 from gradlab.ablate.grid import expand
-from gradlab.ablate.summary import RUN_COLUMNS
+from gradlab.ablate.summary import LATER_COLUMNS, RUN_COLUMNS
 from gradlab.errors import ConfigError
 from gradlab.train import RunDirectory
 from tests.train.conftest import TINY
@@ -209,3 +209,24 @@ def test_a_linked_axis_ablation_summarises_per_variant_and_resumes_from_its_mani
     assert [o.state for o in elsewhere.outcomes] == ["earlier"] * 3
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "other" / "summary.csv"),
                                   pd.read_csv(tmp_path / "out" / "summary.csv"), check_exact=False, rtol=1e-9)
+
+
+def test_an_earlier_runs_csv_from_before_a_later_column_reads_it_as_not_recorded(tmp_path):
+    """A study banked before a per-run column existed (LATER_COLUMNS) goes on: the column reads NaN, and the
+    summary leaves it out while no run has it; any other missing column is still refused (above)."""
+    axes = [parse_axis("model.kind=em,hem")]
+    trials, _ = expand("demo", axes, 1, TINY)
+    plan = manifest("demo", axes, 1, TINY, False, trials)
+    old = pd.DataFrame([[t.name, "head.ema.em", t.name.split("_")[0][5:], 0, 0.5, -0.4, -0.2, "healthy",
+                         *[0.1] * (len(RUN_COLUMNS) - 4)] for t in trials],
+                       columns=["run", "layer", "model.kind", "seed", *RUN_COLUMNS])
+    folder = _earlier(tmp_path / "earlier", plan, old.drop(columns=list(LATER_COLUMNS)))
+    result = run_ablation("demo", axes, 1, tmp_path / "out", overrides=TINY, progress=False, earlier=folder)
+    assert [o.state for o in result.outcomes] == ["earlier"] * 2
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv")
+    assert runs[list(LATER_COLUMNS)].isna().all().all() and len(runs) == 2
+    assert "adjoint diverged" not in (tmp_path / "out" / "summary.md").read_text()
+    folder = _earlier(tmp_path / "implicit", plan, old.assign(share_diverged=[0.0, 0.75]))
+    run_ablation("demo", axes, 1, tmp_path / "out2", overrides=TINY, progress=False, earlier=folder)
+    table = (tmp_path / "out2" / "summary.md").read_text()
+    assert "adjoint diverged" in table and "0.75" in table

@@ -74,3 +74,22 @@ def jacobian_records() -> pd.DataFrame:
                    series([1.0, 4.0, 2.0, 3.0], "grad/mu", start=0, step=step)]
     frames.append(series([9.0, 9.0, 9.0, 9.0], "grad/mu", start=0, step=50))  # not a Jacobian step: left out
     return pd.concat(frames, ignore_index=True)
+
+
+def implicit_records(run: str, steps: int = 20, T: int = 4, diverged: float = 0.0, similarity=0.3,
+                     entropy_ratio=0.6, bases: int = 8, nonfinite: float = 0.0) -> pd.DataFrame:
+    """A run of a layer in grad_mode "implicit": no per-iteration gradients, its adjoint solve per step (diverged
+    at the first `diverged` share of the steps, residual 0.5 there and 1e-8 elsewhere), ∂L/∂X and ∂L/∂X̃ (not
+    finite at the first `nonfinite` share), and the forward diagnostics of `run_records`."""
+    rows = []
+    for s in range(steps):
+        bad, bad_x = s < diverged * steps, s < nonfinite * steps
+        rows += [(run, s, "em", None, "implicit/iterations", 50.0 if bad else 12.0, "ok", 0),
+                 (run, s, "em", None, "implicit/residual", 0.5 if bad else 1e-8, "ok", 0),
+                 (run, s, "em", None, "implicit/diverged", float(bad), "ok", 0),
+                 (run, s, "em", None, "grad/x_total", math.inf if bad_x else 0.3, "nonfinite" if bad_x else "ok", 0),
+                 (run, s, "em", None, "grad/out", 1.0, "ok", 0),
+                 (run, s, "", None, "loss", 1.0, "ok", 0)]
+        rows += [(run, s, "em", t, "entropy", entropy_ratio * math.log(bases), "ok", 0) for t in range(1, T + 1)]
+        rows += [(run, s, "em", t, "similarity", similarity, "ok", 0) for t in range(T + 1)]
+    return rows_frame(rows)

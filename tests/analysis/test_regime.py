@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from gradlab.analysis import regime
-from tests.analysis.synthetic import rows_frame, run_records, with_mechanism
+from tests.analysis.synthetic import implicit_records, rows_frame, run_records, with_mechanism
 
 
 def verdicts(frame: pd.DataFrame, **kw) -> dict[str, pd.Series]:
@@ -170,3 +170,31 @@ def test_a_layer_without_diagnosed_steps_has_no_collapse_or_saturation_share():
     frame = frame[~frame["quantity"].isin(DIAGNOSED_ONLY)]
     r = regime(frame, bases=8).iloc[0]
     assert r["regime"] == "healthy" and math.isnan(r["share_collapse"]) and math.isnan(r["similarity"])
+
+
+def test_an_implicit_layer_is_judged_by_its_adjoint_solve_after_collapse_and_saturation():
+    frame = pd.concat([
+        implicit_records("implicit_fallback", diverged=0.8),
+        implicit_records("implicit", diverged=0.1),
+        implicit_records("collapse", diverged=0.8, similarity=0.999, entropy_ratio=0.999),
+        implicit_records("saturation", diverged=0.8, entropy_ratio=0.01),
+        implicit_records("nonfinite", nonfinite=0.6),
+        run_records("healthy", rho=0.7),
+    ])
+    v = verdicts(frame, fraction=1.0)
+    assert {run: row["regime"] for run, row in v.items()} == {run: run for run in v}
+    assert v["implicit_fallback"]["share_diverged"] == pytest.approx(0.8)
+    assert v["implicit_fallback"]["reason"].startswith(
+        "the adjoint solve diverged at 80% of steps 0–19: there the gradient is the two-iteration (JFB) fallback")
+    assert "median residual 0.5 after 50 fixed-point steps" in v["implicit_fallback"]["reason"]
+    assert v["implicit"]["reason"].startswith("the adjoint solve did not diverge at 90% of steps 0–19 (median "
+                                              "residual 1e-08 after 12 fixed-point steps")
+    assert "gain G 0.3" in v["implicit"]["reason"]  # the layer gain from ∂L/∂X and ∂L/∂X̃, as for any layer
+    assert math.isnan(v["healthy"]["share_diverged"]) and math.isnan(v["healthy"]["adjoint_residual"])
+    assert math.isnan(v["implicit"]["decades"])  # no iterations to decay through: never a made-up decay
+
+
+def test_the_adjoint_verdict_reads_the_last_window_like_every_other():
+    frame = implicit_records("r", steps=20, diverged=0.5)  # diverged over steps 0–9 only
+    assert verdicts(frame, fraction=1.0)["r"]["regime"] == "implicit_fallback"  # half the steps: the majority
+    assert verdicts(frame, fraction=0.2)["r"]["regime"] == "implicit"

@@ -78,6 +78,14 @@ def test_a_tiny_training_run_in_implicit_mode_completes(tmp_path):
     assert sorted(adjoint.step) == list(range(6)) and adjoint.value.between(1, 20).all()
     assert sorted(records[records.quantity == "implicit/residual"].step) == list(range(6))
     assert not records.quantity.isin(["grad/x", "grad/mu", "grad/z"]).any()
+    from gradlab.analysis import regime
+    from gradlab.report import build_report
+
+    verdict = regime(records).set_index("layer").loc["head.ema.em"]
+    assert verdict["regime"] in ("implicit", "implicit_fallback")
+    html = build_report([run.path], tmp_path / "report").html.read_text()
+    assert f'regime-{verdict["regime"]}">{verdict["regime"]}<' in html and "the adjoint solve" in html
+    assert "has model.grad_mode = implicit: its layer has no per-iteration gradients" in html
 
 
 def test_implicit_with_grad_iterations_is_refused_naming_both():
@@ -88,3 +96,20 @@ def test_implicit_with_grad_iterations_is_refused_naming_both():
         tiny_config("model.grad_mode=implicit", "model.grad_iterations=1")
     with pytest.raises(ConfigError, match="grad_iterations=1.*grad_mode='implicit'"):
         EMSpec("hem", bases=2, grad_iterations=1, grad_mode="implicit").layer(4)
+
+
+@pytest.mark.parametrize("solve, expected", [
+    (dict(implicit_iterations=30), "implicit_fallback"),  # at init the tiny net's adjoint diverges (residual grows)
+    (dict(implicit_iterations=2, implicit_tolerance=1e-12), "implicit"),  # capped before it can grow: not diverged
+])
+def test_the_regime_of_a_recorded_implicit_layer_is_its_recorded_adjoint_solve(solve, expected, batch):
+    from gradlab.analysis import regime
+
+    frame = run_steps(make_net(kind="em", grad_mode="implicit", **solve), batch, steps=6)
+    adjoint = frame[frame.quantity.str.startswith("implicit/")].pivot(index="step", columns="quantity", values="value")
+    row = regime(frame, fraction=1.0).set_index("layer").loc["ema.em"]
+    assert row["share_diverged"] == pytest.approx(adjoint["implicit/diverged"].mean())
+    assert row["adjoint_residual"] == pytest.approx(adjoint["implicit/residual"].median())
+    assert row["adjoint_iterations"] == adjoint["implicit/iterations"].median()
+    assert row["regime"] == expected
+    assert (row["share_diverged"] >= 0.5) == (expected == "implicit_fallback")
