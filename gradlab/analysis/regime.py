@@ -105,8 +105,8 @@ def regime(frame: pd.DataFrame, quantity: str | tuple[str, ...] = INPUT_GRADIENT
     `similarity`, `entropy_ratio` (H / ln K), the onsets of collapse and saturation, and the mechanism numbers
     of gradlab.analysis.mechanism (MECHANISM_COLUMNS: NaN where not recorded); for a layer in grad_mode
     "implicit", `share_diverged` and the medians `adjoint_iterations`, `adjoint_residual` of its adjoint solve
-    (NaN for the others). Steps the GradScaler skipped
-    are left out (`aggregate.trained_steps`); `skipped_steps` counts them per run and rank."""
+    (NaN for the others). Steps the GradScaler skipped are left out (`aggregate.trained_steps`);
+    `skipped_steps` counts them per run and rank."""
     skipped = skipped_steps(frame).groupby(["run", "rank"], observed=True).size().rename("skipped_steps")
     frame = trained_steps(frame)
     steps = step_evidence(frame, quantity, bases)
