@@ -189,6 +189,23 @@ def earlier_of_another_ablation(ctx: Ctx) -> list[str]:
     return ablate(ctx, "--grid", "model.iterations=1,2", "--earlier", str(ctx.tmp / "earlier"))
 
 
+def damaged_earlier(ctx: Ctx) -> list[str]:
+    """The folder of an earlier run of this same ablation whose runs.csv was hand-edited: a letter O typed for a zero in an mIoU."""
+    from gradlab.ablate import parse_axis
+    from gradlab.ablate.ablation import claim, manifest
+    from gradlab.ablate.grid import expand
+    from gradlab.ablate.summary import RUN_COLUMNS
+
+    axes = [parse_axis("model.iterations=1,2")]
+    trials, _ = expand("demo", axes, 1, [])
+    claim(ctx.tmp / "earlier", manifest("demo", axes, 1, [], True, trials))
+    rows = [",".join([t.name, "head.ema.em", str(t_train), "0", "0.6O", *[""] * (len(RUN_COLUMNS) - 1)])
+            for t, t_train in zip(trials, (1, 2))]
+    write(ctx.tmp / "earlier" / "runs.csv", ",".join(["run", "layer", "model.iterations", "seed", *RUN_COLUMNS])
+          + "\n" + "\n".join(rows) + "\n")
+    return ablate(ctx, "--grid", "model.iterations=1,2", "--earlier", str(ctx.tmp / "earlier"))
+
+
 def compare(ctx: Ctx, *args: str) -> list[str]:
     return ["compare", str(ctx.run_copy("em")), str(ctx.run_copy("hem")), *args]
 
@@ -350,6 +367,9 @@ CASES = [
                                                                        "unrolled:0,implicit"),
          "'implicit' is not one value per linked key (2 values joined by ':', e.g. V:V)",
          what="`--grid model.grad_mode:model.grad_iterations=unrolled:0,implicit`"),
+    Case("ablate --earlier with a damaged runs.csv", damaged_earlier,
+         "its runs.csv has '0.6O' in column miou of run 'iterations-1_seed-0': not a number",
+         what="`--earlier` names a folder whose runs.csv has text where a number belongs"),
 ]
 
 

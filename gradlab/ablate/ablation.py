@@ -21,6 +21,7 @@ from gradlab.ablate.grid import Axis, Trial, expand, grid_keys
 from gradlab.ablate.runner import Outcome, run_trials
 from gradlab.ablate.summary import (
     LATER_COLUMNS,
+    NUMBER_COLUMNS,
     RUN_COLUMNS,
     contrast_markdown,
     panel_frame,
@@ -29,6 +30,7 @@ from gradlab.ablate.summary import (
     to_markdown,
 )
 from gradlab.analysis import load_metrics, load_runs
+from gradlab.analysis.regime import REGIMES
 from gradlab.atomic import write_text
 from gradlab.errors import ConfigError
 from gradlab.run_dir import RunDirectory
@@ -149,7 +151,28 @@ def read_earlier(folder: str | Path, plan: dict, keys: list[str]) -> pd.DataFram
     if missing or foreign:
         raise ConfigError(f"--earlier {folder}: its {RUNS} is not one of this ablation's (" + (
             f"no column {', '.join(missing)}" if missing else f"{foreign[0]!r} is not one of its trials") + ")")
+    where = f"--earlier {folder}: its {RUNS}"
+    for column in ("seed", *NUMBER_COLUMNS):
+        if column in rows.columns:
+            rows[column] = _numbers(rows, column, where, integers=column == "seed")
+    unknown = rows["regime"].notna() & ~rows["regime"].isin(REGIMES)
+    if unknown.any():
+        i = unknown.to_numpy().argmax()
+        raise ConfigError(f"{where} has {rows['regime'].iloc[i]!r} in column regime of run {rows['run'].iloc[i]!r}: "
+                          f"not a regime (one of {', '.join(REGIMES)})")
     return rows.astype({"run": str}).reindex(columns=[*rows.columns, *(c for c in LATER_COLUMNS if c not in rows)])
+
+
+def _numbers(rows: pd.DataFrame, column: str, where: str, integers: bool = False) -> pd.Series:
+    """`rows[column]` as numbers (empty cells NaN: not recorded), or a ConfigError naming the first cell that is
+    not one (a hand-edited or damaged runs.csv), so that no text reaches a mean."""
+    values = pd.to_numeric(rows[column], errors="coerce")
+    bad = rows[column].notna() & (values.isna() | (values % 1 != 0 if integers else False))
+    if bad.any():
+        i = bad.to_numpy().argmax()
+        raise ConfigError(f"{where} has {rows[column].iloc[i]!r} in column {column} of run {rows['run'].iloc[i]!r}: "
+                          f"not {'an integer' if integers else 'a number'} (give the runs.csv that ablate wrote)")
+    return values
 
 
 def manifest(config, axes, seeds, overrides, quick, trials) -> dict:

@@ -24,6 +24,8 @@ MECHANISM_SUMMARY = {"gain": "gain G", "turn": "turn °", "grad_params": "‖∂
 #: the per-run columns of `run_table` (after run, layer, the grid keys and seed): what `pool` reads
 RUN_COLUMNS = ("miou", *(f"{q} decades" for q in QUANTITIES), "regime", "similarity", "entropy_ratio",
                *MECHANISM_SUMMARY)
+#: the per-run columns that hold numbers (a run's regime is a name); NaN where a run has none
+NUMBER_COLUMNS = tuple(c for c in RUN_COLUMNS if c != "regime")
 #: per-run columns added after studies were banked: a runs.csv written before reads them as not recorded (NaN)
 LATER_COLUMNS = ("share_diverged",)
 

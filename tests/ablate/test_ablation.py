@@ -16,7 +16,7 @@ import pytest
 from gradlab.ablate import parse_axis, run_ablation
 from gradlab.ablate.ablation import MANIFEST, claim, keep_finished, manifest
 from gradlab.ablate.grid import expand
-from gradlab.ablate.summary import LATER_COLUMNS, RUN_COLUMNS
+from gradlab.ablate.summary import LATER_COLUMNS, NUMBER_COLUMNS, RUN_COLUMNS
 from gradlab.errors import ConfigError
 from gradlab.train import RunDirectory
 from tests.train.conftest import TINY
@@ -230,3 +230,34 @@ def test_an_earlier_runs_csv_from_before_a_later_column_reads_it_as_not_recorded
     run_ablation("demo", axes, 1, tmp_path / "out2", overrides=TINY, progress=False, earlier=folder)
     table = (tmp_path / "out2" / "summary.md").read_text()
     assert "adjoint diverged" in table and "0.75" in table
+
+
+def _good_runs(trials) -> pd.DataFrame:
+    return pd.DataFrame([[t.name, "head.ema.em", t.name.split("_")[0][5:], 0, 0.5, -0.4, -0.2, "healthy",
+                          *[0.1] * (len(RUN_COLUMNS) - 4)] for t in trials],
+                        columns=["run", "layer", "model.kind", "seed", *RUN_COLUMNS])
+
+
+@pytest.mark.parametrize("column", ["seed", *NUMBER_COLUMNS, "regime"])
+@pytest.mark.parametrize("junk", ["abc", "0.5.1", "1,5", "[0.3]", "True", "0.5 ms"])
+def test_a_damaged_earlier_runs_csv_is_refused_naming_the_cell(tmp_path, column, junk):
+    """A hand-edited or damaged runs.csv: text where a number (or a regime) belongs is refused with the column and
+    the run, before anything runs and before any text reaches a mean; empty cells are runs that had none (NaN)."""
+    axes = [parse_axis("model.kind=em,hem")]
+    trials, _ = expand("demo", axes, 1, TINY)
+    runs = _good_runs(trials).astype({column: object})
+    runs.loc[1, column] = junk
+    folder = _earlier(tmp_path / "earlier", manifest("demo", axes, 1, TINY, False, trials), runs)
+    with pytest.raises(ConfigError, match=re.escape(f"has {junk!r} in column {column} of run {trials[1].name!r}")):
+        run_ablation("demo", axes, 1, tmp_path / "out", overrides=TINY, progress=False, earlier=folder)
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_cells_of_an_earlier_runs_csv_are_not_recorded_values(tmp_path):
+    axes = [parse_axis("model.kind=em,hem")]
+    trials, _ = expand("demo", axes, 1, TINY)
+    runs = _good_runs(trials).astype({"grad/x decades": object, "regime": object})
+    runs.loc[0, ["grad/x decades", "regime"]] = None  # a T = 1 run has no decay; an unjudged one no regime
+    folder = _earlier(tmp_path / "earlier", manifest("demo", axes, 1, TINY, False, trials), runs)
+    run_ablation("demo", axes, 1, tmp_path / "out", overrides=TINY, progress=False, earlier=folder)
+    assert pd.read_csv(tmp_path / "out" / "runs.csv")["grad/x decades"].isna().sum() == 1
