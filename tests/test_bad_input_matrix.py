@@ -190,7 +190,8 @@ def earlier_of_another_ablation(ctx: Ctx) -> list[str]:
 
 
 def damaged_earlier(ctx: Ctx) -> list[str]:
-    """The folder of an earlier run of this same ablation whose runs.csv was hand-edited: a letter O typed for a zero in an mIoU."""
+    """The folder of an earlier run of this same ablation whose runs.csv was hand-edited: a letter O typed for a
+    zero in an mIoU."""
     from gradlab.ablate import parse_axis
     from gradlab.ablate.ablation import claim, manifest
     from gradlab.ablate.grid import expand

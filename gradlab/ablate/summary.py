@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from gradlab.analysis import load_metrics, load_runs, regime
-from gradlab.analysis.compare import contrast_runs, final_metric, per_run
+from gradlab.analysis.compare import contrast_runs, final_metric, per_run, run_layers
 from gradlab.analysis.intervals import INTERVAL_LABEL, mean_interval
 from gradlab.plots.common import HUE_FORMATS
 from gradlab.report import tables as fmt
@@ -65,7 +65,7 @@ def run_table(records: pd.DataFrame, metrics: pd.DataFrame, by: Sequence[str], f
     run's regime with its evidence (similarity, entropy_ratio, MECHANISM_SUMMARY)."""
     by = list(by)
     keys = [k for k in (*by, "seed") if k in records.columns]
-    table = _run_layers(records, keys)
+    table = run_layers(records, keys)
     for quantity in QUANTITIES:
         d = per_run(records, by=keys, quantity=quantity, fraction=fraction)[["run", "layer", *keys, "decades"]]
         d = d.astype({"run": object, "layer": object}).rename(columns={"decades": f"{quantity} decades"})
@@ -75,16 +75,6 @@ def run_table(records: pd.DataFrame, metrics: pd.DataFrame, by: Sequence[str], f
     evidence = ["regime", "similarity", "entropy_ratio", *MECHANISM_SUMMARY]
     table = table.merge(verdicts[["run", "layer", *evidence]], on=["run", "layer"], how="left")
     return table[["run", "layer", *keys, *RUN_COLUMNS]].sort_values(["run", "layer"], ignore_index=True)
-
-
-def _run_layers(records: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """(run, layer, `keys`) of every recorded layer of every run, whatever it recorded (an implicit-gradient layer
-    has no per-iteration norms, and no decay to read), and a row with layer "" for a run that recorded no layer:
-    no run is left out of a summary for lack of a quantity."""
-    layers = records[(records["layer"] != "").to_numpy() & (records["quantity"] != "grad/params").to_numpy()]
-    table = layers[["run", "layer", *keys]].drop_duplicates().astype({"run": object, "layer": object})
-    bare = records[~records["run"].isin(set(table["run"]))][["run", *keys]].drop_duplicates()
-    return pd.concat([table, bare.astype({"run": object}).assign(layer="")], ignore_index=True)
 
 
 def setting_label(row: pd.Series, keys: Sequence[str]) -> str:

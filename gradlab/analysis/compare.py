@@ -27,18 +27,32 @@ def per_run(frame: pd.DataFrame, by: Sequence[str] = COMPARE_BY, quantity: str |
             window_name: str = "last", fraction: float = 0.1, how: str = "mean") -> pd.DataFrame:
     """One row per (run, layer): the decay metrics of `quantity` over the window, with the `by` columns.
 
-    `frame` is records with config columns (`load_runs`) or an already computed `decay` frame.
+    `frame` is records with config columns (`load_runs`) or an already computed `decay` frame. From records,
+    every recorded layer of every run has its row (`run_layers`), with NaN metrics where it has no `quantity` to
+    decay (an implicit-gradient layer, a run without an EM layer): no run is dropped from a comparison.
     """
     by = list(by)
     missing = [c for c in by if c not in frame.columns]
     if missing:
         raise KeyError(f"column(s) {', '.join(missing)} not in the frame: load the runs with "
                        "gradlab.analysis.load_runs (config columns are dotted keys such as model.kind)")
-    rows = frame if "decades" in frame.columns else trained_steps(frame)
-    rows = rows[of_quantity(rows, quantity)]
-    d = rows if "decades" in rows.columns else decay(rows)
-    d = window(d, window_name, fraction)
-    return summarize(d, by=["run", "layer", *by], how=how)
+    if "decades" in frame.columns:
+        return summarize(window(frame[of_quantity(frame, quantity)], window_name, fraction),
+                         by=["run", "layer", *by], how=how)
+    rows = trained_steps(frame)
+    d = window(decay(rows[of_quantity(rows, quantity)]), window_name, fraction)
+    measured = summarize(d, by=["run", "layer", *by], how=how).astype({"run": object, "layer": object})
+    return run_layers(frame, by).merge(measured, on=["run", "layer", *by], how="left")
+
+
+def run_layers(records: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """(run, layer, `keys`) of every recorded layer of every run, whatever it recorded (an implicit-gradient layer
+    has no per-iteration norms, and no decay to read), and a row with layer "" for a run that recorded no layer:
+    no run is left out of a summary for lack of a quantity."""
+    layers = records[(records["layer"] != "").to_numpy() & (records["quantity"] != "grad/params").to_numpy()]
+    table = layers[["run", "layer", *keys]].drop_duplicates().astype({"run": object, "layer": object})
+    bare = records[~records["run"].isin(set(table["run"]))][["run", *keys]].drop_duplicates()
+    return pd.concat([table, bare.astype({"run": object}).assign(layer="")], ignore_index=True)
 
 
 def final_metric(metrics: pd.DataFrame, name: str = "miou") -> pd.Series:

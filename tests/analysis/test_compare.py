@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from gradlab.analysis import compare, load_metrics, load_runs
-from tests.analysis.synthetic import run_records
+from tests.analysis.synthetic import implicit_records, run_records
 
 RHO = {("em", 3): 0.1, ("em", 6): 0.01, ("hem", 3): 0.6, ("hem", 6): 0.5}
 
@@ -70,3 +70,20 @@ def test_contrast_gives_hem_minus_em_at_each_setting_with_a_welch_interval():
     assert c.loc[3, "miou difference"] == pytest.approx(0.1)
     assert welch_difference([0.5, 0.51, 0.52, 0.53], [0.6, 0.61, 0.62, 0.63])[1:] == pytest.approx(
         (c.loc[3, "miou_ci_low"], c.loc[3, "miou_ci_high"]))
+
+
+def test_compare_keeps_runs_with_nothing_to_decay_as_not_recorded():
+    """An implicit-gradient layer and a run without an EM layer have no per-iteration gradients: each still has its
+    group row (decay n/a, its mIoU), never silently left out of the comparison."""
+    frames = [run_records("unrolled", steps=10).assign(**{"model.grad_mode": "unrolled"}),
+              implicit_records("implicit", steps=10).assign(**{"model.grad_mode": "implicit"}),
+              run_records("baseline", steps=10).query("layer == ''").assign(**{"model.grad_mode": "none"})]
+    metrics = pd.DataFrame({"run": ["unrolled", "implicit", "baseline"], "step": 9, "name": "miou",
+                            "value": [0.5, 0.6, 0.4]})
+    c = compare(pd.concat(frames, ignore_index=True), by=["model.grad_mode"], metrics=metrics).set_index(
+        "model.grad_mode")
+    assert sorted(c.index) == ["implicit", "none", "unrolled"] and (c["runs"] == 1).all()
+    assert math.isfinite(c.loc["unrolled", "estimate"])
+    assert math.isnan(c.loc["implicit", "estimate"]) and math.isnan(c.loc["none", "estimate"])
+    assert c["miou"].to_dict() == pytest.approx({"implicit": 0.6, "none": 0.4, "unrolled": 0.5})
+    assert c.loc["none", "layer"] == "" and c.loc["implicit", "layer"] == "em"
