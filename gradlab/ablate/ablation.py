@@ -155,11 +155,8 @@ def read_earlier(folder: str | Path, plan: dict, keys: list[str]) -> pd.DataFram
     for column in ("seed", *NUMBER_COLUMNS):
         if column in rows.columns:
             rows[column] = _numbers(rows, column, where, integers=column == "seed")
-    unknown = rows["regime"].notna() & ~rows["regime"].isin(REGIMES)
-    if unknown.any():
-        i = unknown.to_numpy().argmax()
-        raise ConfigError(f"{where} has {rows['regime'].iloc[i]!r} in column regime of run {rows['run'].iloc[i]!r}: "
-                          f"not a regime (one of {', '.join(REGIMES)})")
+    _refuse_cells(rows, "regime", rows["regime"].notna() & ~rows["regime"].isin(REGIMES), where,
+                  f"a regime (one of {', '.join(REGIMES)})")
     return rows.astype({"run": str}).reindex(columns=[*rows.columns, *(c for c in LATER_COLUMNS if c not in rows)])
 
 
@@ -168,11 +165,17 @@ def _numbers(rows: pd.DataFrame, column: str, where: str, integers: bool = False
     not one (a hand-edited or damaged runs.csv), so that no text reaches a mean."""
     values = pd.to_numeric(rows[column], errors="coerce")
     bad = rows[column].notna() & (values.isna() | (values % 1 != 0 if integers else False))
+    _refuse_cells(rows, column, bad, where, f"{'an integer' if integers else 'a number'} (give the runs.csv that "
+                  "ablate wrote)")
+    return values
+
+
+def _refuse_cells(rows: pd.DataFrame, column: str, bad: pd.Series, where: str, expected: str) -> None:
+    """A ConfigError naming the first of the `bad` cells of `column`, and its run, when there is one."""
     if bad.any():
         i = bad.to_numpy().argmax()
         raise ConfigError(f"{where} has {rows[column].iloc[i]!r} in column {column} of run {rows['run'].iloc[i]!r}: "
-                          f"not {'an integer' if integers else 'a number'} (give the runs.csv that ablate wrote)")
-    return values
+                          f"not {expected}")
 
 
 def manifest(config, axes, seeds, overrides, quick, trials) -> dict:

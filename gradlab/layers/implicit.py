@@ -44,18 +44,17 @@ def solve_adjoint(f: torch.Tensor, mu: torch.Tensor, v: torch.Tensor, max_iterat
     stop. Returns an `AdjointSolve`."""
     u, done, converged = v, 0, False
     residual = torch.zeros((), dtype=torch.float64, device=v.device)
-    diff = torch.full((), math.nan, dtype=torch.float64, device=v.device)
-    growing = torch.zeros((), dtype=torch.bool, device=v.device)
+    diff = previous = torch.full((), math.nan, dtype=torch.float64, device=v.device)
     while done < max_iterations:
         done += 1
         new = torch.autograd.grad(f, mu, u, retain_graph=True)[0] + v
         diff, previous = torch.linalg.vector_norm(new - u, dtype=torch.float64), diff
-        growing = diff >= previous  # False on the first step (NaN)
         residual = diff / torch.linalg.vector_norm(new, dtype=torch.float64).clamp_min(_TINY)
         u = new
         if residual < tolerance:  # a NaN residual never stops early: it runs on and is reported as NaN
             converged = True
             break
+    growing = diff >= previous  # the last step did not contract (False after one step: previous is NaN)
     diverged = not converged and bool(growing | ~torch.isfinite(residual))
     return AdjointSolve(u, done, residual, diverged)
 
