@@ -1,5 +1,6 @@
-"""What an ablation found: per grid point (seeds pooled) the final val mIoU, the decades of decay of grad/x and
-grad/mu (MATH.md §7) with Student-t CIs over seeds, and the regime of each seed's run; as a table and a figure.
+"""What an ablation found: per grid point (seeds pooled) the final val mIoU, the training loss at the end and the
+decades of decay of grad/x and grad/mu (MATH.md §7) with Student-t CIs over seeds, the mechanism numbers (§9) and
+the regime of each seed's run; as a table and a figure.
 """
 
 from __future__ import annotations
@@ -11,23 +12,32 @@ import numpy as np
 import pandas as pd
 
 from gradlab.analysis import load_metrics, load_runs, regime
-from gradlab.analysis.compare import contrast_runs, final_metric, per_run, run_layers
+from gradlab.analysis.compare import contrast_runs, final_metric, per_run, run_layers, window_metric
 from gradlab.analysis.intervals import INTERVAL_LABEL, mean_interval
+from gradlab.analysis.wording import signed
 from gradlab.plots.common import HUE_FORMATS
 from gradlab.report import tables as fmt
 
 QUANTITIES = ("grad/x", "grad/mu")
 #: mechanism numbers (MATH.md §9) averaged over a setting's runs: layer gain, turn of the full gradient away from
-#: the one-step gradient (degrees), total parameter-gradient norm, and for grad_mode implicit the share of steps
-#: whose adjoint solve diverged (gradlab.analysis.regime; a column shown only when some run has it)
-MECHANISM_SUMMARY = {"gain": "gain G", "turn": "turn °", "grad_params": "‖∂L/∂θ‖", "share_diverged": "adjoint diverged"}
+#: the one-step gradient (degrees), total parameter-gradient norm, the geometric mean of the iterations' Jacobian
+#: norms σ_t, and for grad_mode implicit the share of steps whose adjoint solve diverged (gradlab.analysis.regime)
+MECHANISM_SUMMARY = {"gain": "gain G", "turn": "turn °", "grad_params": "‖∂L/∂θ‖", "sigma": "σ_t",
+                     "share_diverged": "adjoint diverged"}
+#: the per-run numbers pooled with an interval over seeds: final val mIoU, training loss (mean over the last
+#: `fraction` of steps) and the decades of decay of each quantity
+INTERVAL_COLUMNS = ("miou", "train_loss", *(f"{q} decades" for q in QUANTITIES))
+#: the per-run numbers `contrast_markdown` differences between HEM and EM
+CONTRASTED = ("grad/x decades", "miou", "train_loss")
 #: the per-run columns of `run_table` (after run, layer, the grid keys and seed): what `pool` reads
-RUN_COLUMNS = ("miou", *(f"{q} decades" for q in QUANTITIES), "regime", "similarity", "entropy_ratio",
-               *MECHANISM_SUMMARY)
+RUN_COLUMNS = (*INTERVAL_COLUMNS, "regime", "similarity", "entropy_ratio", *MECHANISM_SUMMARY)
+#: the per-run numbers `pool` averages without an interval: the regime's evidence
+MEAN_COLUMNS = ("similarity", "entropy_ratio", *MECHANISM_SUMMARY)
 #: the per-run columns that hold numbers (a run's regime is a name); NaN where a run has none
 NUMBER_COLUMNS = tuple(c for c in RUN_COLUMNS if c != "regime")
-#: per-run columns added after studies were banked: a runs.csv written before reads them as not recorded (NaN)
-LATER_COLUMNS = ("share_diverged",)
+#: per-run columns added after studies were banked: a runs.csv written before reads them as not recorded (NaN),
+#: and the summary shows them only where some run has them
+LATER_COLUMNS = ("train_loss", "sigma", "share_diverged")
 
 
 def summarize_ablation(run_dirs: Sequence[Path], by: Sequence[str], fraction: float = 0.1) -> pd.DataFrame:
@@ -44,25 +54,26 @@ def summary_table(records: pd.DataFrame, metrics: pd.DataFrame, by: Sequence[str
 
 
 def pool(runs: pd.DataFrame, by: Sequence[str], level: float = 0.95) -> pd.DataFrame:
-    """Per (`by` values, layer) from per-run rows (`run_table`, or a runs.csv): `runs`, the mean over runs of the
-    final val mIoU and of each quantity's decades with their INTERVAL_METHOD bounds (`_low`, `_high`), `regimes`
-    ("healthy 2/3, collapse 1/3", most common first) and the evidence (similarity, entropy_ratio,
-    MECHANISM_SUMMARY) averaged over the runs."""
+    """Per (`by` values, layer) from per-run rows (`run_table`, or a runs.csv): `runs`, the mean over runs of each
+    of INTERVAL_COLUMNS with its INTERVAL_METHOD bounds (`_low`, `_high`), `regimes` ("healthy 2/3, collapse
+    1/3", most common first) and the evidence (MEAN_COLUMNS) averaged over the runs. Each number comes from the
+    runs that have it: `<column>_runs` counts them (fewer than `runs` where some runs did not record it)."""
     by = list(by)
     rows = []
     for key, g in runs.groupby([*by, "layer"], observed=True, sort=True, dropna=False):
         row = dict(zip([*by, "layer"], key)) | {"runs": len(g)}
-        for column in ("miou", *(f"{q} decades" for q in QUANTITIES)):
+        for column in INTERVAL_COLUMNS:
             row[column], row[f"{column}_low"], row[f"{column}_high"] = mean_interval(g[column], level)
         row["regimes"] = ", ".join(f"{name} {n}/{len(g)}" for name, n in g["regime"].value_counts().items())
-        rows.append(row | {c: g[c].mean() for c in ("similarity", "entropy_ratio", *MECHANISM_SUMMARY)})
+        row |= {c: g[c].mean() for c in MEAN_COLUMNS}
+        rows.append(row | {f"{c}_runs": int(g[c].notna().sum()) for c in NUMBER_COLUMNS})
     return pd.DataFrame(rows)
 
 
 def run_table(records: pd.DataFrame, metrics: pd.DataFrame, by: Sequence[str], fraction: float = 0.1) -> pd.DataFrame:
     """One row per (run, layer): the numbers `summary_table` pools over seeds, per run: the `by` values and the
-    seed, the final val mIoU, per quantity q the mean `q decades` over the last `fraction` of steps, and the
-    run's regime with its evidence (similarity, entropy_ratio, MECHANISM_SUMMARY)."""
+    seed, the final val mIoU, the mean training loss and per quantity q the mean `q decades` over the last
+    `fraction` of steps, and the run's regime with its evidence (similarity, entropy_ratio, MECHANISM_SUMMARY)."""
     by = list(by)
     keys = [k for k in (*by, "seed") if k in records.columns]
     table = run_layers(records, keys)
@@ -71,8 +82,10 @@ def run_table(records: pd.DataFrame, metrics: pd.DataFrame, by: Sequence[str], f
         d = d.astype({"run": object, "layer": object}).rename(columns={"decades": f"{quantity} decades"})
         table = table.merge(d, on=["run", "layer", *keys], how="left")
     table = table.merge(final_metric(metrics).reset_index().astype({"run": object}), on="run", how="left")
+    loss = window_metric(metrics, "loss", fraction).rename("train_loss").reset_index().astype({"run": object})
+    table = table.merge(loss, on="run", how="left")
     verdicts = regime(records, fraction=fraction).astype({"run": object, "layer": object})
-    evidence = ["regime", "similarity", "entropy_ratio", *MECHANISM_SUMMARY]
+    evidence = ["regime", *MEAN_COLUMNS]
     table = table.merge(verdicts[["run", "layer", *evidence]], on=["run", "layer"], how="left")
     return table[["run", "layer", *keys, *RUN_COLUMNS]].sort_values(["run", "layer"], ignore_index=True)
 
@@ -100,36 +113,51 @@ def panel_frame(table: pd.DataFrame, x: str, keys: Sequence[str]) -> pd.DataFram
 
 def contrast_markdown(runs: pd.DataFrame, by: Sequence[str]) -> str | None:
     """HEM − EM at each setting of the other grid keys, from per-run rows (`run_table`, or a runs.csv): the
-    difference of the mean decades of grad/x and of the final mIoU over seeds, each with Welch's 95% interval
-    (analysis.compare.contrast_runs), as Markdown; None without both kinds."""
+    difference of the means over seeds of each of CONTRASTED (the LATER_COLUMNS among them where some run has
+    them), each with Welch's 95% interval (analysis.compare.contrast_runs), as Markdown; "(3 + 2 runs)" beside a
+    difference that fewer runs than the setting's recorded. None without both kinds."""
     if "model.kind" not in by or not {"em", "hem"} <= set(runs["model.kind"].astype(str)):
         return None
-    table = contrast_runs(runs, by, column="grad/x decades")
-    if table.empty:
+    shown = [c for c in CONTRASTED if c not in LATER_COLUMNS or runs[c].notna().any()]
+    tables = {c: contrast_runs(runs, by, column=c) for c in shown}
+    seeds = tables["miou"]
+    if seeds.empty:
         return None
-    keys = [c for c in table.columns[:table.columns.get_loc("layer")]]
-    head = [*keys, "seeds EM + HEM", "Δ grad/x decades [Welch 95% CI]", "Δ val mIoU [Welch 95% CI]"]
+    keys = [c for c in seeds.columns[:seeds.columns.get_loc("layer")]]
+    head = [*keys, "seeds EM + HEM", *(f"Δ {HEADINGS[c]} [Welch 95% CI]" for c in shown)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for _, r in table.iterrows():
-        cells = [_value(r[k]) for k in keys] + [f"{int(r['runs em'])} + {int(r['runs hem'])}"]
-        cells += [_ci({"x": r["difference"], "x_low": r["ci_low"], "x_high": r["ci_high"]}, "x", fmt.decades),
-                  _ci({"x": r["miou difference"], "x_low": r["miou_ci_low"], "x_high": r["miou_ci_high"]}, "x",
-                      fmt.decades)]
+    for i, r in seeds.iterrows():
+        cells = [_value(r[k]) for k in keys] + [_seeds(r)]
+        for c in shown:
+            d = tables[c].loc[i]
+            form = fmt.decades if c.endswith(" decades") else _difference
+            cell = _ci({"x": d["difference"], "x_low": d["ci_low"], "x_high": d["ci_high"]}, "x", form)
+            partial = _seeds(d) != _seeds(r) and d["runs em"] > 0 and d["runs hem"] > 0
+            cells.append(f"{cell} ({_seeds(d)} runs)" if partial else cell)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+#: the headings of the summary's columns (INTERVAL_COLUMNS get "[Student-t 95% CI]" appended)
+HEADINGS = {"miou": "val mIoU", "train_loss": "train loss", **{f"{q} decades": f"{q} decades" for q in QUANTITIES},
+            "similarity": "bases sim.", "entropy_ratio": "H / ln K", **MECHANISM_SUMMARY}
+
+
 def to_markdown(table: pd.DataFrame, by: Sequence[str]) -> str:
-    """The summary as a Markdown table: per grid point the mean over seeds with its [Student-t 95% CI]."""
-    ci = f"[{INTERVAL_LABEL}]"
-    mechanism = [c for c in MECHANISM_SUMMARY if c not in LATER_COLUMNS or np.isfinite(table[c]).any()]
-    head = [*by, "seeds", f"val mIoU {ci}", *(f"{q} decades {ci}" for q in QUANTITIES), "bases sim.", "H / ln K",
-            *(MECHANISM_SUMMARY[c] for c in mechanism), "regimes (runs)"]
+    """The summary as a Markdown table: per grid point the mean over seeds with its [Student-t 95% CI], and
+    "(3 runs)" beside a number that fewer than the setting's runs recorded. A column added after a study was
+    banked (LATER_COLUMNS) is shown only where some run has it."""
+    shown = [c for c in (*INTERVAL_COLUMNS, *MEAN_COLUMNS) if c not in LATER_COLUMNS or np.isfinite(table[c]).any()]
+    head = [*by, "seeds", *(f"{HEADINGS[c]} [{INTERVAL_LABEL}]" if c in INTERVAL_COLUMNS else HEADINGS[c]
+                            for c in shown), "regimes (runs)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
-        cells = [_value(r[k]) for k in by] + [str(int(r["runs"])), _ci(r, "miou", fmt.number)]
-        cells += [_ci(r, f"{q} decades", fmt.decades) for q in QUANTITIES]
-        cells += [fmt.number(r[c]) for c in ("similarity", "entropy_ratio", *mechanism)]
+        cells = [_value(r[k]) for k in by] + [str(int(r["runs"]))]
+        for c in shown:
+            form = fmt.decades if c.endswith(" decades") else fmt.number
+            cell = _ci(r, c, form) if c in INTERVAL_COLUMNS else fmt.number(r[c])
+            partial = 0 < r[f"{c}_runs"] < r["runs"]
+            cells.append(f"{cell} ({int(r[f'{c}_runs'])} runs)" if partial else cell)
         cells.append(str(r["regimes"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -142,6 +170,16 @@ def _ci(row: pd.Series, column: str, form) -> str:
         return fmt.MISSING
     bounds = fmt.interval(low, high, form)
     return form(est) if bounds == fmt.MISSING else f"{form(est)} {bounds}"
+
+
+def _seeds(row: pd.Series) -> str:
+    """"5 + 4": the runs of EM and of HEM behind a contrast."""
+    return f"{int(row['runs em'])} + {int(row['runs hem'])}"
+
+
+def _difference(value: float) -> str:
+    """A difference of scores with a sign and three decimals ("+0.004", never "-0.000")."""
+    return fmt.MISSING if not np.isfinite(value) else signed(value, 3)
 
 
 def _value(v) -> str:

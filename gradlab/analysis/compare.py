@@ -61,6 +61,13 @@ def final_metric(metrics: pd.DataFrame, name: str = "miou") -> pd.Series:
     return m.groupby("run", observed=True)["value"].last().rename(name)
 
 
+def window_metric(metrics: pd.DataFrame, name: str = "loss", fraction: float = 0.1) -> pd.Series:
+    """Per run, the mean of metric `name` over the last `fraction` of the steps it was logged at (e.g. the training
+    loss at the end of training, where one step's loss is one batch's)."""
+    m = metrics[(metrics["name"] == name).to_numpy()]
+    return window(m, "last", fraction).groupby("run", observed=True)["value"].mean().rename(name)
+
+
 def _group_ci(values: pd.Series, log: bool, level: float) -> tuple[float, float, float]:
     """`mean_interval` of the values, or of their logs (then back on the values' scale: a geometric mean)."""
     v = values.to_numpy(dtype=np.float64)
@@ -73,7 +80,8 @@ def _group_ci(values: pd.Series, log: bool, level: float) -> tuple[float, float,
 def compare(frame: pd.DataFrame, by: Sequence[str] = COMPARE_BY, quantity: str | tuple[str, ...] = INPUT_GRADIENT,
             metric: str = "decades", window: str = "last", fraction: float = 0.1, how: str = "mean",
             metrics: pd.DataFrame | None = None, level: float = 0.95) -> pd.DataFrame:
-    """One row per (`by` group, layer): `estimate` of `metric` (mean over runs), `ci_low`, `ci_high`, `runs`;
+    """One row per (`by` group, layer): `estimate` of `metric` (mean over runs), `ci_low`, `ci_high`, `runs` and
+    `measured` (the runs with a value of `metric`, which the estimate and its interval use);
     with `metrics` (load_metrics), also the final mIoU per group: `miou`, `miou_ci_low`, `miou_ci_high`."""
     if metric not in METRICS:
         raise ValueError(f"metric {metric!r} is not a decay metric: use one of {', '.join(METRICS)}")
@@ -87,7 +95,8 @@ def compare(frame: pd.DataFrame, by: Sequence[str] = COMPARE_BY, quantity: str |
     for key, g in runs.groupby(groups, observed=True, sort=True, dropna=False):  # a run lacking a key stays
         est, low, high = _group_ci(g[metric], metric in LOG_METRICS, level)
         row = dict(zip(groups, key)) | {"quantity": named, "metric": metric, "window": window,
-                                         "estimate": est, "ci_low": low, "ci_high": high, "runs": len(g)}
+                                         "estimate": est, "ci_low": low, "ci_high": high, "runs": len(g),
+                                         "measured": int(g[metric].notna().sum())}
         if metrics is not None:
             row["miou"], row["miou_ci_low"], row["miou_ci_high"] = _group_ci(g["miou"], False, level)
         rows.append(row)
@@ -99,8 +108,8 @@ def contrast(frame: pd.DataFrame, by: Sequence[str], *, key: str = "model.kind",
              metrics: pd.DataFrame | None = None, level: float = 0.95) -> pd.DataFrame:
     """The effect of `key` going from levels[0] to levels[1] (HEM vs EM) at each setting of the other `by` keys:
     per (setting, layer) the difference of the mean `metric` over runs, levels[1] − levels[0], with its Welch
-    interval (`difference`, `ci_low`, `ci_high`, runs of each side), and with `metrics` the same for the final
-    mIoU. A `model.step_size` axis pairs every HEM η with EM (whose η is always 1)."""
+    interval (`difference`, `ci_low`, `ci_high`, and per side the runs with a value), and with `metrics` the same
+    for the final mIoU. A `model.step_size` axis pairs every HEM η with EM (whose η is always 1)."""
     if metric not in METRICS or metric in LOG_METRICS:
         raise ValueError(f"metric {metric!r}: a contrast is a difference of means of a linear metric "
                          f"({', '.join(LINEAR_METRICS)}, half_depth or a flag share)")
@@ -126,7 +135,7 @@ def contrast_runs(runs: pd.DataFrame, by: Sequence[str], *, key: str = "model.ki
             continue
         diff, low, high = welch_difference(a[column], b[column], level)
         row = keys | {"metric": column, "difference": diff, "ci_low": low, "ci_high": high,
-                      f"runs {levels[0]}": len(a), f"runs {levels[1]}": len(b)}
+                      **{f"runs {lv}": int(side[column].notna().sum()) for lv, side in zip(levels, (a, b))}}
         if "miou" in runs.columns:
             row["miou difference"], row["miou_ci_low"], row["miou_ci_high"] = welch_difference(
                 a["miou"], b["miou"], level)

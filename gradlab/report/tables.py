@@ -313,14 +313,16 @@ def compare_runs(paths: str | os.PathLike | Iterable[str | os.PathLike], *, by: 
 
 
 def comparison_rows(table: pd.DataFrame, *, label: str | None = None) -> pd.DataFrame:
-    """The formatted cells of `compare` rows: the group keys, layer, runs, the metric (headed `label`, default
-    its name) with its 95% CI, and the final mIoU with its CI when the table has one."""
+    """The formatted cells of `compare` rows: the group keys, layer, runs ("5 (3 measured)" where only some runs
+    have the metric), the metric (headed `label`, default its name) with its 95% CI, and the final mIoU with its
+    CI when the table has one."""
     by = list(table.columns[:table.columns.get_loc("layer")])
     metric = table["metric"].iloc[0]
     form = decades if metric == "decades" else factor
     shown = pd.DataFrame({k: table[k].map(value) for k in by})
     shown["layer"] = table["layer"].astype(str)
-    shown["runs"] = table["runs"].astype(str)
+    runs, measured = table["runs"], table["measured"]  # measured < runs: the estimate uses fewer runs
+    shown["runs"] = [f"{n} ({m} measured)" if 0 < m < n else str(n) for n, m in zip(runs, measured)]
     shown[label or metric] = table["estimate"].map(form)
     shown["95% CI"] = [interval(lo, hi, form) for lo, hi in zip(table["ci_low"], table["ci_high"])]
     if "miou" in table.columns:

@@ -217,9 +217,7 @@ def test_an_earlier_runs_csv_from_before_a_later_column_reads_it_as_not_recorded
     axes = [parse_axis("model.kind=em,hem")]
     trials, _ = expand("demo", axes, 1, TINY)
     plan = manifest("demo", axes, 1, TINY, False, trials)
-    old = pd.DataFrame([[t.name, "head.ema.em", t.name.split("_")[0][5:], 0, 0.5, -0.4, -0.2, "healthy",
-                         *[0.1] * (len(RUN_COLUMNS) - 4)] for t in trials],
-                       columns=["run", "layer", "model.kind", "seed", *RUN_COLUMNS])
+    old = _good_runs(trials)
     folder = _earlier(tmp_path / "earlier", plan, old.drop(columns=list(LATER_COLUMNS)))
     result = run_ablation("demo", axes, 1, tmp_path / "out", overrides=TINY, progress=False, earlier=folder)
     assert [o.state for o in result.outcomes] == ["earlier"] * 2
@@ -233,9 +231,10 @@ def test_an_earlier_runs_csv_from_before_a_later_column_reads_it_as_not_recorded
 
 
 def _good_runs(trials) -> pd.DataFrame:
-    return pd.DataFrame([[t.name, "head.ema.em", t.name.split("_")[0][5:], 0, 0.5, -0.4, -0.2, "healthy",
-                          *[0.1] * (len(RUN_COLUMNS) - 4)] for t in trials],
-                        columns=["run", "layer", "model.kind", "seed", *RUN_COLUMNS])
+    """A runs.csv as ablate writes it for `trials` (of a model.kind axis): every RUN_COLUMNS cell filled."""
+    named = {"miou": 0.5, "train_loss": 0.3, "grad/x decades": -0.4, "grad/mu decades": -0.2, "regime": "healthy"}
+    return pd.DataFrame([{"run": t.name, "layer": "head.ema.em", "model.kind": t.name.split("_")[0][5:], "seed": 0,
+                          **{c: named.get(c, 0.1) for c in RUN_COLUMNS}} for t in trials])
 
 
 @pytest.mark.parametrize("column", ["seed", *NUMBER_COLUMNS, "regime"])

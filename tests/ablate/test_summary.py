@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -44,3 +46,45 @@ def test_the_per_run_rows_pool_to_the_summary_over_seeds():
     counts = runs.groupby("model.kind")["regime"].agg(lambda r: r.value_counts().to_dict())
     for kind, regimes in counts.items():
         assert table.loc[kind, "regimes"] == ", ".join(f"{name} {n}/3" for name, n in regimes.items())
+
+
+def test_the_run_table_holds_the_training_loss_and_sigma_and_the_summary_counts_who_has_them():
+    """train_loss: the mean logged loss over each run's last 10% of steps; σ_t: the geometric mean of the
+    iterations' Jacobian norms (regime's `sigma`). Only the EM runs record σ_t and one HEM run logs no loss: the
+    summary's numbers use the runs that have them and say how many ("(2 runs)")."""
+    from gradlab.ablate.summary import contrast_markdown, pool, to_markdown
+    from tests.analysis.synthetic import series, with_mechanism
+
+    records, metrics = _study()
+    sigma = {f"em-{seed}": 0.4 + 0.1 * seed for seed in range(3)}
+    jac = [series([s] * 3, "jac/sigma_max", run=run, step=step) for run, s in sigma.items() for step in (8, 9)]
+    records = pd.concat([with_mechanism(records), *jac], ignore_index=True)
+    records["model.kind"], records["seed"] = records["run"].str[:-2], records["run"].str[-1].astype(int)
+    loss = [pd.DataFrame({"run": run, "step": range(20), "name": "loss", "value": [5.0] * 18 + [1.0 + i, 2.0 + i]})
+            for i, run in enumerate(["em-0", "em-1", "em-2", "hem-0", "hem-1"])]  # hem-2 logs no loss
+    metrics = pd.concat([metrics, *loss], ignore_index=True)
+    runs = run_table(records, metrics, ["model.kind"]).set_index("run")
+    assert runs["train_loss"].to_dict() == pytest.approx(
+        {"em-0": 1.5, "em-1": 2.5, "em-2": 3.5, "hem-0": 4.5, "hem-1": 5.5, "hem-2": float("nan")}, nan_ok=True)
+    assert runs.loc[list(sigma), "sigma"].tolist() == pytest.approx(list(sigma.values()))
+    assert runs.loc[["hem-0", "hem-1", "hem-2"], "sigma"].isna().all()
+    table = pool(runs.reset_index(), ["model.kind"]).set_index("model.kind")
+    assert table.loc["hem", "train_loss"] == pytest.approx(5.0) and table.loc["hem", "train_loss_runs"] == 2
+    assert table.loc["em", "sigma"] == pytest.approx(0.5) and table.loc["hem", "sigma_runs"] == 0
+    text = to_markdown(table.reset_index(), ["model.kind"])
+    assert "train loss [Student-t 95% CI]" in text and "| σ_t |" in text
+    hem = next(line for line in text.splitlines() if line.startswith("| hem"))
+    assert "| 5.00 [-1.35, 11.4] (2 runs) |" in hem and "(3 runs)" not in hem
+    effect = contrast_markdown(runs.reset_index(), ["model.kind"])
+    assert "Δ train loss [Welch 95% CI]" in effect and "(3 + 2 runs)" in effect
+
+
+def test_a_summary_of_runs_banked_before_a_column_existed_leaves_that_column_out():
+    from gradlab.ablate.summary import LATER_COLUMNS, contrast_markdown, pool, to_markdown
+
+    records, metrics = _study()
+    runs = run_table(records, metrics, ["model.kind"]).drop(columns=list(LATER_COLUMNS))
+    runs = runs.reindex(columns=[*runs.columns, *LATER_COLUMNS])  # as read_earlier gives them: NaN
+    text = to_markdown(pool(runs, ["model.kind"]), ["model.kind"]) + contrast_markdown(runs, ["model.kind"])
+    assert "train loss" not in text and "σ_t" not in text and "adjoint" not in text
+    assert not re.search(r"\(\d+( + \d+)? runs\)", text)

@@ -87,3 +87,35 @@ def test_compare_keeps_runs_with_nothing_to_decay_as_not_recorded():
     assert math.isnan(c.loc["implicit", "estimate"]) and math.isnan(c.loc["none", "estimate"])
     assert c["miou"].to_dict() == pytest.approx({"implicit": 0.6, "none": 0.4, "unrolled": 0.5})
     assert c.loc["none", "layer"] == "" and c.loc["implicit", "layer"] == "em"
+
+
+def test_window_metric_means_each_runs_last_fraction_of_logged_steps():
+    """The training loss at the end: the mean over the last 10% of the steps a metric was logged at, per run
+    (other metrics, logged at other steps, do not move the window)."""
+    from gradlab.analysis.compare import window_metric
+
+    steps = list(range(40))
+    metrics = pd.concat([pd.DataFrame({"run": "a", "step": steps, "name": "loss", "value": [float(s) for s in steps]}),
+                         pd.DataFrame({"run": "b", "step": steps[:20], "name": "loss", "value": 1.0}),
+                         pd.DataFrame({"run": "a", "step": [99], "name": "miou", "value": [0.5]})], ignore_index=True)
+    loss = window_metric(metrics, "loss", fraction=0.1)
+    assert loss.to_dict() == pytest.approx({"a": (36 + 37 + 38 + 39) / 4, "b": 1.0})
+
+
+def test_compare_and_contrast_count_the_runs_behind_each_estimate():
+    """A group whose runs only partly have a value: `runs` counts all, `measured` (compare) and the per-side runs
+    (contrast) count those whose values the estimate and its interval use."""
+    from gradlab.analysis.compare import contrast_runs
+    from gradlab.report.tables import comparison_rows
+
+    frame, metrics = ablation()
+    kept = frame[~((frame["run"] == "em-T3-s0") & (frame["quantity"] == "grad/x"))]  # one EM run without grad/x
+    c = compare(kept, by=["model.kind", "model.iterations"], metrics=metrics).set_index(
+        ["model.kind", "model.iterations"])
+    assert c.loc[("em", 3), "runs"] == 4 and c.loc[("em", 3), "measured"] == 3
+    assert (c.drop(("em", 3))["measured"] == 4).all()
+    assert comparison_rows(c.reset_index())["runs"].tolist() == ["4 (3 measured)", "4", "4", "4"]
+    runs = pd.DataFrame({"model.kind": ["em"] * 3 + ["hem"] * 3, "layer": "em", "x": [1, 2, math.nan, 3, 4, 5],
+                         "miou": 0.5})
+    d = contrast_runs(runs, ["model.kind"], column="x").iloc[0]
+    assert (d["runs em"], d["runs hem"]) == (2, 3) and d["difference"] == pytest.approx(4 - 1.5)

@@ -71,7 +71,8 @@ def test_terminal_table_has_one_row_per_group_with_estimate_ci_runs_and_miou():
     table = pd.DataFrame({
         "model.kind": ["em", "hem"], "layer": "head.ema.em", "quantity": "grad/x", "metric": "decades",
         "window": "last", "estimate": [-2.345, -0.5], "ci_low": [-2.5, math.nan], "ci_high": [-2.1, math.nan],
-        "runs": [3, 1], "miou": [0.41, 0.45], "miou_ci_low": [0.4, math.nan], "miou_ci_high": [0.42, math.nan]})
+        "runs": [3, 1], "measured": [3, 1], "miou": [0.41, 0.45], "miou_ci_low": [0.4, math.nan],
+        "miou_ci_high": [0.42, math.nan]})
     lines = format_comparison(table).splitlines()
     assert lines[0].startswith("decades of grad/x over the last 10%")
     header, rows = lines[2].split(), [line.split() for line in lines[3:]]
