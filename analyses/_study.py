@@ -1,21 +1,26 @@
-"""What every study script shares: its command line (--quick, --workers, --out, --seeds, --set, --keep), running
-its grid with `gradlab.ablate.run_ablation`, and printing the summary. A study adds its own tables and figures after.
+"""What every study script shares: its command line (--quick, --workers, --out, --seeds, --set, --keep,
+--summarize), running its grid with `gradlab.ablate.run_ablation`, and printing the summary. A study adds its own
+tables and figures after.
 
 `--keep DIR` lets a study span machines whose run directories do not survive: the trials whose numbers DIR
 holds (ablation.json and runs.csv of an earlier run, e.g. committed) are not run again, and before and after the
 run the numbers of every run finished in OUT are added to DIR (`gradlab.ablate.ablation.keep_finished`), with
-summary.md once there is one, to commit."""
+summary.md once there is one, to commit. `--summarize` (with `--keep DIR`) runs nothing: it writes the summary,
+contrast.md and the figure of the runs DIR holds into DIR, with the code of this checkout (e.g. after a study that
+ran on a frozen snapshot), and says how many of the study's runs that is."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gradlab.ablate import AblationResult, parse_axis, run_ablation
-from gradlab.ablate.ablation import MANIFEST, RUNS, keep_finished
+from gradlab.ablate.ablation import MANIFEST, RUNS, keep_finished, read_earlier, write_summary
+from gradlab.ablate.grid import grid_keys
 from gradlab.atomic import write_text
 from gradlab.cli import one_line
 from gradlab.errors import GradlabError
@@ -38,7 +43,11 @@ def main(name: str, doc: str, grid: Sequence[str], seeds: int = 3, overrides: Se
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
     parser.add_argument("--keep", default=None, metavar="DIR",
                         help="a folder to commit: trials it holds are not run again; the results are copied there")
+    parser.add_argument("--summarize", action="store_true",
+                        help="run nothing: write the summary of the runs the --keep folder holds into it")
     args = parser.parse_args(argv)
+    if args.summarize:
+        return summarize_kept(name, args.keep, parser)
     out = Path(args.out or f"runs/studies/{name}{'-quick' if args.quick else ''}")
     keep = Path(args.keep) if args.keep else None
     began = time.monotonic()
@@ -66,3 +75,23 @@ def main(name: str, doc: str, grid: Sequence[str], seeds: int = 3, overrides: Se
     minutes = (time.monotonic() - began) / 60
     print(f"{name}: {len(result.trials)} runs, {len(result.failed)} failed; {minutes:.1f} min in this call; {out}")
     return 1 if result.failed else 0
+
+
+def summarize_kept(name: str, keep: str | None, parser: argparse.ArgumentParser) -> int:
+    """`--summarize`: summary.md, summary.csv, contrast.md and ablation.png of the runs banked in `keep`."""
+    if keep is None:
+        parser.error("--summarize needs --keep DIR: the folder whose banked runs to summarize")
+    folder = Path(keep)
+    try:
+        plan = json.loads((folder / MANIFEST).read_text()) if (folder / MANIFEST).is_file() else None
+        if plan is None or not (folder / RUNS).is_file():
+            raise GradlabError(f"--keep {folder}: no {MANIFEST} and {RUNS} to summarize (nothing banked yet?)")
+        keys = grid_keys(plan["grid"])
+        rows = read_earlier(folder, plan, keys)
+        write_summary([], keys, folder, earlier=rows)
+    except GradlabError as err:
+        print(f"{name}: error: {one_line(err)}", file=sys.stderr)
+        return 2
+    print((folder / "summary.md").read_text())
+    print(f"{name}: the summary of {rows['run'].nunique()} of {len(plan['trials'])} runs written into {folder}")
+    return 0

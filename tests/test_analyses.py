@@ -63,6 +63,16 @@ def test_step_size_study_and_t_eval_run_end_to_end(studies, tmp_path, capsys):
     assert "5 runs finished elsewhere have no run directory here: objective" in printed
     assert not list((tmp_path / "fresh").glob("*_seed-*"))  # nothing trained again
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "fresh" / "summary.csv"), table)
+    assert not (keep / "summary.csv").exists()  # the kept folder holds the summary.md of the run alone
+    summarize = [*argv, "--keep", str(keep), "--summarize"]  # runs nothing: the summary of what keep holds
+    assert _study.main("step_size", study.__doc__, study.GRID, argv=summarize) == 0
+    assert "the summary of 5 of 5 runs written into" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(pd.read_csv(keep / "summary.csv"), table)
+    assert _study.main("step_size", study.__doc__, study.GRID, argv=[*argv, "--keep", str(tmp_path / "none"),
+                                                                      "--summarize"]) == 2
+    assert "step_size: error: --keep" in capsys.readouterr().err and not (tmp_path / "none").exists()
+    with pytest.raises(SystemExit):
+        _study.main("step_size", study.__doc__, study.GRID, argv=[*argv, "--summarize"])
 
     assert studies["t_eval"].main(["--runs", str(tmp_path / "eta"), "--t-eval", "1,4",
                                    "--out", str(tmp_path / "te")]) == 0
