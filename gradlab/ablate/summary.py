@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from gradlab.analysis import load_metrics, load_runs, regime
-from gradlab.analysis.compare import contrast_runs, final_metric, per_run, run_layers, window_metric
+from gradlab.analysis.compare import contrast_runs, final_metric, late_gain, per_run, run_layers, window_metric
 from gradlab.analysis.intervals import INTERVAL_LABEL, mean_interval
 from gradlab.analysis.wording import signed
 from gradlab.plots.common import HUE_FORMATS
@@ -24,9 +24,11 @@ QUANTITIES = ("grad/x", "grad/mu")
 #: norms σ_t, and for grad_mode implicit the share of steps whose adjoint solve diverged (gradlab.analysis.regime)
 MECHANISM_SUMMARY = {"gain": "gain G", "turn": "turn °", "grad_params": "‖∂L/∂θ‖", "sigma": "σ_t",
                      "share_diverged": "adjoint diverged"}
-#: the per-run numbers pooled with an interval over seeds: final val mIoU, training loss (mean over the last
-#: `fraction` of steps) and the decades of decay of each quantity
-INTERVAL_COLUMNS = ("miou", "train_loss", *(f"{q} decades" for q in QUANTITIES))
+#: the share of training over which `late_gain` measures whether val mIoU still rose (the plateau check)
+LATE_SHARE = 0.25
+#: the per-run numbers pooled with an interval over seeds: final val mIoU, its rise over the last LATE_SHARE of
+#: training, training loss (mean over the last `fraction` of steps) and the decades of decay of each quantity
+INTERVAL_COLUMNS = ("miou", "miou_late_gain", "train_loss", *(f"{q} decades" for q in QUANTITIES))
 #: the per-run numbers `contrast_markdown` differences between HEM and EM
 CONTRASTED = ("grad/x decades", "miou", "train_loss")
 #: the per-run columns of `run_table` (after run, layer, the grid keys and seed): what `pool` reads
@@ -37,7 +39,7 @@ MEAN_COLUMNS = ("similarity", "entropy_ratio", *MECHANISM_SUMMARY)
 NUMBER_COLUMNS = tuple(c for c in RUN_COLUMNS if c != "regime")
 #: per-run columns added after studies were banked: a runs.csv written before reads them as not recorded (NaN),
 #: and the summary shows them only where some run has them
-LATER_COLUMNS = ("train_loss", "sigma", "share_diverged")
+LATER_COLUMNS = ("miou_late_gain", "train_loss", "sigma", "share_diverged")
 
 
 def summarize_ablation(run_dirs: Sequence[Path], by: Sequence[str], fraction: float = 0.1) -> pd.DataFrame:
@@ -72,8 +74,9 @@ def pool(runs: pd.DataFrame, by: Sequence[str], level: float = 0.95) -> pd.DataF
 
 def run_table(records: pd.DataFrame, metrics: pd.DataFrame, by: Sequence[str], fraction: float = 0.1) -> pd.DataFrame:
     """One row per (run, layer): the numbers `summary_table` pools over seeds, per run: the `by` values and the
-    seed, the final val mIoU, the mean training loss and per quantity q the mean `q decades` over the last
-    `fraction` of steps, and the run's regime with its evidence (similarity, entropy_ratio, MECHANISM_SUMMARY)."""
+    seed, the final val mIoU and its rise over the last LATE_SHARE of training, the mean training loss and per
+    quantity q the mean `q decades` over the last `fraction` of steps, and the run's regime with its evidence
+    (similarity, entropy_ratio, MECHANISM_SUMMARY)."""
     by = list(by)
     keys = [k for k in (*by, "seed") if k in records.columns]
     table = run_layers(records, keys)
@@ -82,8 +85,9 @@ def run_table(records: pd.DataFrame, metrics: pd.DataFrame, by: Sequence[str], f
         d = d.astype({"run": object, "layer": object}).rename(columns={"decades": f"{quantity} decades"})
         table = table.merge(d, on=["run", "layer", *keys], how="left")
     table = table.merge(final_metric(metrics).reset_index().astype({"run": object}), on="run", how="left")
-    loss = window_metric(metrics, "loss", fraction).rename("train_loss").reset_index().astype({"run": object})
-    table = table.merge(loss, on="run", how="left")
+    loss = window_metric(metrics, "loss", fraction).rename("train_loss")
+    for column in (late_gain(metrics, "miou", LATE_SHARE), loss):
+        table = table.merge(column.reset_index().astype({"run": object}), on="run", how="left")
     verdicts = regime(records, fraction=fraction).astype({"run": object, "layer": object})
     evidence = ["regime", *MEAN_COLUMNS]
     table = table.merge(verdicts[["run", "layer", *evidence]], on=["run", "layer"], how="left")
@@ -139,8 +143,9 @@ def contrast_markdown(runs: pd.DataFrame, by: Sequence[str]) -> str | None:
 
 
 #: the headings of the summary's columns (INTERVAL_COLUMNS get "[Student-t 95% CI]" appended)
-HEADINGS = {"miou": "val mIoU", "train_loss": "train loss", **{f"{q} decades": f"{q} decades" for q in QUANTITIES},
-            "similarity": "bases sim.", "entropy_ratio": "H / ln K", **MECHANISM_SUMMARY}
+HEADINGS = {"miou": "val mIoU", "miou_late_gain": f"mIoU rise, last {LATE_SHARE:.0%}", "train_loss": "train loss",
+            **{f"{q} decades": f"{q} decades" for q in QUANTITIES}, "similarity": "bases sim.",
+            "entropy_ratio": "H / ln K", **MECHANISM_SUMMARY}
 
 
 def to_markdown(table: pd.DataFrame, by: Sequence[str]) -> str:
@@ -154,7 +159,7 @@ def to_markdown(table: pd.DataFrame, by: Sequence[str]) -> str:
     for _, r in table.iterrows():
         cells = [_value(r[k]) for k in by] + [str(int(r["runs"]))]
         for c in shown:
-            form = fmt.decades if c.endswith(" decades") else fmt.number
+            form = fmt.decades if c.endswith(" decades") else _difference if c == "miou_late_gain" else fmt.number
             cell = _ci(r, c, form) if c in INTERVAL_COLUMNS else fmt.number(r[c])
             partial = 0 < r[f"{c}_runs"] < r["runs"]
             cells.append(f"{cell} ({int(r[f'{c}_runs'])} runs)" if partial else cell)

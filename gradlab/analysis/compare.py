@@ -68,6 +68,19 @@ def window_metric(metrics: pd.DataFrame, name: str = "loss", fraction: float = 0
     return window(m, "last", fraction).groupby("run", observed=True)["value"].mean().rename(name)
 
 
+def late_gain(metrics: pd.DataFrame, name: str = "miou", share: float = 0.25) -> pd.Series:
+    """Per run, how much metric `name` rose over the last `share` of training: its last value minus its value at
+    the last step at or before (1 − share) × its last step (NaN with nothing logged that early): about 0 for a run
+    trained to its plateau, clearly positive for one still improving."""
+    m = metrics[(metrics["name"] == name).to_numpy()].sort_values(["run", "step"])
+    rows = {}
+    for run, g in m.groupby("run", observed=True, sort=False):
+        steps, values = g["step"].to_numpy(), g["value"].to_numpy(dtype=np.float64)
+        early = np.flatnonzero(steps <= (1 - share) * steps[-1])
+        rows[run] = values[-1] - values[early[-1]] if len(early) and early[-1] < len(steps) - 1 else np.nan
+    return pd.Series(rows, name=f"{name}_late_gain", dtype=np.float64).rename_axis("run")
+
+
 def _group_ci(values: pd.Series, log: bool, level: float) -> tuple[float, float, float]:
     """`mean_interval` of the values, or of their logs (then back on the values' scale: a geometric mean)."""
     v = values.to_numpy(dtype=np.float64)

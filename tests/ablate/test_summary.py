@@ -36,6 +36,7 @@ def test_the_per_run_rows_pool_to_the_summary_over_seeds():
     runs, table = run_table(records, metrics, ["model.kind"]), summary_table(records, metrics, ["model.kind"])
     assert len(runs) == 6 and sorted(runs["seed"]) == [0, 0, 1, 1, 2, 2]
     assert runs.set_index("run").loc["hem-2", "miou"] == pytest.approx(0.37)  # the last validation, not the first
+    assert runs["miou_late_gain"].tolist() == pytest.approx((runs["miou"] - 0.1).tolist())  # since step 5 ≤ 0.75 × 9
     pooled = runs.groupby("model.kind")[["miou"]].mean()
     table = table.set_index("model.kind").loc[pooled.index]
     assert pooled["miou"].tolist() == pytest.approx(table["miou"].tolist())

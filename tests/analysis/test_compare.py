@@ -119,3 +119,21 @@ def test_compare_and_contrast_count_the_runs_behind_each_estimate():
                          "miou": 0.5})
     d = contrast_runs(runs, ["model.kind"], column="x").iloc[0]
     assert (d["runs em"], d["runs hem"]) == (2, 3) and d["difference"] == pytest.approx(4 - 1.5)
+
+
+def test_late_gain_is_the_rise_of_a_metric_over_the_last_quarter_of_training():
+    """12 validations 2,000 steps apart rising linearly: the gain over the last 25% is the last value minus the one
+    at step 17,999 (the last at or before 0.75 × 23,999); a run validated once, or only late, has none."""
+    from gradlab.analysis.compare import late_gain
+
+    steps = [2000 * k - 1 for k in range(1, 13)]
+    values = [0.3 + 0.03 * k for k in range(12)]
+    metrics = pd.concat([pd.DataFrame({"run": "rising", "step": steps, "name": "miou", "value": values}),
+                         pd.DataFrame({"run": "flat", "step": steps, "name": "miou", "value": 0.6}),
+                         pd.DataFrame({"run": "once", "step": [99], "name": "miou", "value": [0.5]}),
+                         pd.DataFrame({"run": "late", "step": [98, 99], "name": "miou", "value": [0.4, 0.5]}),
+                         pd.DataFrame({"run": "rising", "step": steps, "name": "loss", "value": 9.0})],
+                        ignore_index=True)
+    gain = late_gain(metrics, "miou", share=0.25)
+    assert gain["rising"] == pytest.approx(values[11] - values[8]) and gain["flat"] == pytest.approx(0.0)
+    assert math.isnan(gain["once"]) and math.isnan(gain["late"])
