@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gradlab.ablate import AblationResult, parse_axis, run_ablation
-from gradlab.ablate.ablation import MANIFEST, RUNS, keep_finished, read_earlier, write_summary
+from gradlab.ablate.ablation import MANIFEST, RUNS, keep_finished, read_curves, read_earlier, write_summary
 from gradlab.ablate.grid import grid_keys
 from gradlab.atomic import write_text
 from gradlab.cli import one_line
@@ -78,7 +78,8 @@ def main(name: str, doc: str, grid: Sequence[str], seeds: int = 3, overrides: Se
 
 
 def summarize_kept(name: str, keep: str | None, parser: argparse.ArgumentParser) -> int:
-    """`--summarize`: summary.md, summary.csv, contrast.md and ablation.png of the runs banked in `keep`."""
+    """`--summarize`: summary.md, summary.csv, contrast.md, ablation.png and (where the runs have learning
+    curves) curves.png of the runs banked in `keep`."""
     if keep is None:
         parser.error("--summarize needs --keep DIR: the folder whose banked runs to summarize")
     folder = Path(keep)
@@ -88,7 +89,7 @@ def summarize_kept(name: str, keep: str | None, parser: argparse.ArgumentParser)
             raise GradlabError(f"--keep {folder}: no {MANIFEST} and {RUNS} to summarize (nothing banked yet?)")
         keys = grid_keys(plan["grid"])
         rows = read_earlier(folder, plan, keys)
-        write_summary([], keys, folder, earlier=rows)
+        write_summary([], keys, folder, earlier=rows, earlier_curves=read_curves(folder, plan))
     except GradlabError as err:
         print(f"{name}: error: {one_line(err)}", file=sys.stderr)
         return 2

@@ -68,6 +68,7 @@ def test_step_size_study_and_t_eval_run_end_to_end(studies, tmp_path, capsys):
     assert _study.main("step_size", study.__doc__, study.GRID, argv=summarize) == 0
     assert "the summary of 5 of 5 runs written into" in capsys.readouterr().out
     pd.testing.assert_frame_equal(pd.read_csv(keep / "summary.csv"), table)
+    assert len(pd.read_csv(keep / "curves.csv")) == 10 and (keep / "curves.png").stat().st_size > 0  # 2 validations
     assert _study.main("step_size", study.__doc__, study.GRID, argv=[*argv, "--keep", str(tmp_path / "none"),
                                                                       "--summarize"]) == 2
     assert "step_size: error: --keep" in capsys.readouterr().err and not (tmp_path / "none").exists()

@@ -189,9 +189,9 @@ def earlier_of_another_ablation(ctx: Ctx) -> list[str]:
     return ablate(ctx, "--grid", "model.iterations=1,2", "--earlier", str(ctx.tmp / "earlier"))
 
 
-def damaged_earlier(ctx: Ctx) -> list[str]:
+def damaged_earlier(ctx: Ctx, miou: str = "0.6O", curve_step: str | None = None) -> list[str]:
     """The folder of an earlier run of this same ablation whose runs.csv was hand-edited: a letter O typed for a
-    zero in an mIoU."""
+    zero in an mIoU (or, with `curve_step`, whose curves.csv has that in a step)."""
     from gradlab.ablate import parse_axis
     from gradlab.ablate.ablation import claim, manifest
     from gradlab.ablate.grid import expand
@@ -200,11 +200,18 @@ def damaged_earlier(ctx: Ctx) -> list[str]:
     axes = [parse_axis("model.iterations=1,2")]
     trials, _ = expand("demo", axes, 1, [])
     claim(ctx.tmp / "earlier", manifest("demo", axes, 1, [], True, trials))
-    rows = [",".join([t.name, "head.ema.em", str(t_train), "0", "0.6O", *[""] * (len(RUN_COLUMNS) - 1)])
+    rows = [",".join([t.name, "head.ema.em", str(t_train), "0", miou, *[""] * (len(RUN_COLUMNS) - 1)])
             for t, t_train in zip(trials, (1, 2))]
     write(ctx.tmp / "earlier" / "runs.csv", ",".join(["run", "layer", "model.iterations", "seed", *RUN_COLUMNS])
           + "\n" + "\n".join(rows) + "\n")
+    if curve_step is not None:
+        write(ctx.tmp / "earlier" / "curves.csv", f"run,step,miou,train_loss\n{trials[0].name},{curve_step},0.6,0.3\n")
     return ablate(ctx, "--grid", "model.iterations=1,2", "--earlier", str(ctx.tmp / "earlier"))
+
+
+def damaged_curves(ctx: Ctx) -> list[str]:
+    """The same folder with a good runs.csv and a curves.csv whose step reads "1999.5"."""
+    return damaged_earlier(ctx, miou="0.6", curve_step="1999.5")
 
 
 def compare(ctx: Ctx, *args: str) -> list[str]:
@@ -371,6 +378,9 @@ CASES = [
     Case("ablate --earlier with a damaged runs.csv", damaged_earlier,
          "its runs.csv has '0.6O' in column miou of run 'iterations-1_seed-0': not a number",
          what="`--earlier` names a folder whose runs.csv has text where a number belongs"),
+    Case("ablate --earlier with a damaged curves.csv", damaged_curves,
+         "its curves.csv has 1999.5 in column step of run 'iterations-1_seed-0': not an integer",
+         what="`--earlier` names a folder whose curves.csv has a fractional step"),
 ]
 
 

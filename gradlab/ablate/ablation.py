@@ -14,22 +14,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from gradlab.ablate.executors import SUBMITIT
 from gradlab.ablate.grid import Axis, Trial, expand, grid_keys
 from gradlab.ablate.runner import Outcome, run_trials
 from gradlab.ablate.summary import (
+    CURVE_COLUMNS,
     LATER_COLUMNS,
     NUMBER_COLUMNS,
     RUN_COLUMNS,
     contrast_markdown,
+    curve_panel_frame,
     panel_frame,
     pool,
+    run_curves,
     run_table,
     to_markdown,
 )
 from gradlab.analysis import load_metrics, load_runs
+from gradlab.analysis.intervals import INTERVAL_METHOD
 from gradlab.analysis.regime import REGIMES
 from gradlab.atomic import write_text
 from gradlab.errors import ConfigError
@@ -37,6 +42,7 @@ from gradlab.run_dir import RunDirectory
 
 MANIFEST = "ablation.json"
 RUNS = "runs.csv"  # the per-run numbers the summary pools (summary.run_table)
+CURVES = "curves.csv"  # the runs' learning curves, per validation (summary.run_curves)
 
 
 @dataclass
@@ -68,15 +74,17 @@ def run_ablation(config: str | None, axes: Sequence[Axis], seeds: int = 1, out: 
     summary is written once every trial is complete; `processes` > 1 runs each job's trial under torchrun.
 
     `earlier`: the folder of an earlier run of this same ablation elsewhere (another machine, whose run
-    directories are gone): its ablation.json and runs.csv, e.g. committed. Its trials are not run again (outcome
-    "earlier"), their rows join the summary, and OUT/runs.csv holds them with the new ones. A trial complete in
-    `out` itself is read from its run directory."""
+    directories are gone): its ablation.json and runs.csv (and curves.csv, where it has one), e.g. committed. Its
+    trials are not run again (outcome "earlier"), their rows join the summary, and OUT/runs.csv and
+    OUT/curves.csv hold them with the new ones. A trial complete in `out` itself is read from its run
+    directory."""
     if workers < 1:
         raise ConfigError(f"--workers {workers} is out of range: allowed >= 1")
     out = Path(out)
     trials, dropped = expand(config, axes, seeds, overrides, quick)
     plan = manifest(config, axes, seeds, overrides, quick, trials)
     kept = read_earlier(earlier, plan, grid_keys(axes)) if earlier is not None else None
+    kept_curves = read_curves(earlier, plan) if earlier is not None else None
     claim(out, plan)
     if kept is not None:
         local = {t.name for t in trials if RunDirectory(out / t.name).complete}
@@ -97,7 +105,7 @@ def run_ablation(config: str | None, axes: Sequence[Axis], seeds: int = 1, out: 
     result = AblationResult(out, trials, outcomes, dropped)
     done = [out / t.name for t in trials_here if RunDirectory(out / t.name).complete]
     if (done or earlier_trials) and (executor is None or len(done) == len(trials_here)):
-        result.summary = write_summary(done, grid_keys(axes), out, kept)
+        result.summary = write_summary(done, grid_keys(axes), out, kept, kept_curves)
         if report and done:
             from gradlab.report import build_report
 
@@ -107,17 +115,22 @@ def run_ablation(config: str | None, axes: Sequence[Axis], seeds: int = 1, out: 
 
 def keep_finished(out: str | Path, folder: str | Path) -> int:
     """Write into `folder` what another machine needs to go on with the ablation in `out` (`--earlier folder`):
-    its ablation.json, and a runs.csv of the runs complete in `out` together with the rows `folder` holds
-    already (of runs not in `out`). Callable at any time, also while trials still run; returns the runs kept."""
+    its ablation.json, and a runs.csv and curves.csv of the runs complete in `out` together with the rows
+    `folder` holds already (of runs not in `out`). Callable at any time, also while trials still run; returns the
+    runs kept."""
     out, folder = Path(out), Path(folder)
     plan = json.loads((out / MANIFEST).read_text())
     keys = grid_keys(plan["grid"])
     done = [out / name for name in plan["trials"] if RunDirectory(out / name).complete]
-    rows = finished_runs(done, keys, read_earlier(folder, plan, keys) if (folder / RUNS).is_file() else None)
+    banked = (folder / RUNS).is_file()
+    rows = finished_runs(done, keys, read_earlier(folder, plan, keys) if banked else None)
     if rows is None:
         return 0
+    curves = finished_curves(done, read_curves(folder, plan) if banked else None)
     write_text(folder / MANIFEST, (out / MANIFEST).read_text())
     write_text(folder / RUNS, rows.to_csv(index=False))
+    if curves is not None:
+        write_text(folder / CURVES, curves.to_csv(index=False))
     return rows["run"].nunique()
 
 
@@ -129,6 +142,39 @@ def finished_runs(run_dirs: list[Path], keys: list[str], earlier: pd.DataFrame |
         earlier = earlier[~earlier["run"].isin(set(runs["run"]))]
     parts = [r for r in (earlier, runs) if r is not None]
     return pd.concat(parts, ignore_index=True).sort_values(["run", "layer"], ignore_index=True) if parts else None
+
+
+def finished_curves(run_dirs: list[Path], earlier: pd.DataFrame | None = None) -> pd.DataFrame | None:
+    """The learning curves (summary.run_curves) of `run_dirs`, with the `earlier` ones of runs not among them;
+    None when there are none."""
+    curves = run_curves(load_metrics(run_dirs)) if run_dirs else None
+    if earlier is not None and curves is not None:
+        earlier = earlier[~earlier["run"].isin(set(curves["run"]))]
+    parts = [c for c in (earlier, curves) if c is not None and len(c)]
+    return pd.concat(parts, ignore_index=True).sort_values(["run", "step"], ignore_index=True) if parts else None
+
+
+def read_curves(folder: str | Path, plan: dict) -> pd.DataFrame | None:
+    """The learning curves an earlier run of this ablation left in `folder` (its curves.csv), checked as
+    `read_earlier` checks runs.csv; None where it has none (banked before curves were kept)."""
+    path = Path(folder) / CURVES
+    if not path.is_file():
+        return None
+    where = f"--earlier {folder}: its {CURVES}"
+    try:
+        curves = pd.read_csv(path)
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{where} cannot be read ({type(err).__name__}: {err}): give the file that ablate "
+                          "wrote") from None
+    missing = [c for c in ("run", "step", *CURVE_COLUMNS) if c not in curves.columns]
+    foreign = sorted(set(curves["run"].astype(str)) - set(plan["trials"])) if "run" in curves.columns else []
+    if missing or foreign:
+        raise ConfigError(f"{where} is not one of this ablation's (" + (
+            f"no column {', '.join(missing)}" if missing else f"{foreign[0]!r} is not one of its trials") + ")")
+    for column in ("step", *CURVE_COLUMNS):
+        curves[column] = _numbers(curves, column, where, integers=column == "step")
+    _refuse_cells(curves, "step", curves["step"].isna(), where, "a step (every row of a curve has one)")
+    return curves.astype({"run": str, "step": "int64"})[["run", "step", *CURVE_COLUMNS]]
 
 
 def read_earlier(folder: str | Path, plan: dict, keys: list[str]) -> pd.DataFrame:
@@ -162,10 +208,10 @@ def read_earlier(folder: str | Path, plan: dict, keys: list[str]) -> pd.DataFram
 
 def _numbers(rows: pd.DataFrame, column: str, where: str, integers: bool = False) -> pd.Series:
     """`rows[column]` as numbers (empty cells NaN: not recorded), or a ConfigError naming the first cell that is
-    not one (a hand-edited or damaged runs.csv), so that no text reaches a mean."""
+    not one (a hand-edited or damaged runs.csv or curves.csv), so that no text reaches a mean."""
     values = pd.to_numeric(rows[column], errors="coerce")
     bad = rows[column].notna() & (values.isna() | (values % 1 != 0 if integers else False))
-    _refuse_cells(rows, column, bad, where, f"{'an integer' if integers else 'a number'} (give the runs.csv that "
+    _refuse_cells(rows, column, bad, where, f"{'an integer' if integers else 'a number'} (give the file that "
                   "ablate wrote)")
     return values
 
@@ -174,8 +220,9 @@ def _refuse_cells(rows: pd.DataFrame, column: str, bad: pd.Series, where: str, e
     """A ConfigError naming the first of the `bad` cells of `column`, and its run, when there is one."""
     if bad.any():
         i = bad.to_numpy().argmax()
-        raise ConfigError(f"{where} has {rows[column].iloc[i]!r} in column {column} of run {rows['run'].iloc[i]!r}: "
-                          f"not {expected}")
+        value = rows[column].iloc[i]
+        shown = "an empty cell" if pd.isna(value) else repr(value.item() if isinstance(value, np.generic) else value)
+        raise ConfigError(f"{where} has {shown} in column {column} of run {rows['run'].iloc[i]!r}: not {expected}")
 
 
 def manifest(config, axes, seeds, overrides, quick, trials) -> dict:
@@ -199,11 +246,12 @@ def claim(out: Path, plan: dict) -> None:
     write_text(path, json.dumps(plan, indent=2))
 
 
-def write_summary(run_dirs: list[Path], keys: list[str], out: Path,
-                  earlier: pd.DataFrame | None = None) -> pd.DataFrame:
+def write_summary(run_dirs: list[Path], keys: list[str], out: Path, earlier: pd.DataFrame | None = None,
+                  earlier_curves: pd.DataFrame | None = None) -> pd.DataFrame:
     """OUT/summary.csv, OUT/summary.md, OUT/runs.csv (the per-run numbers the summary pools: the run directories'
-    and the `earlier` rows), OUT/ablation.png (metrics vs the first numeric axis) and, with EM and HEM in the grid,
-    OUT/contrast.md (HEM − EM with Welch intervals)."""
+    and the `earlier` rows), OUT/ablation.png (metrics vs the first numeric axis), with EM and HEM in the grid
+    OUT/contrast.md (HEM − EM with Welch intervals), and where runs have learning curves OUT/curves.csv (theirs
+    and the `earlier_curves`) with OUT/curves.png (val mIoU and training loss per setting vs step)."""
     from gradlab.plots import ablation_panel, save
 
     runs = finished_runs(run_dirs, keys, earlier)
@@ -218,4 +266,11 @@ def write_summary(run_dirs: list[Path], keys: list[str], out: Path,
         (k for k in keys if pd.api.types.is_numeric_dtype(table[k])), keys[0])
     long = panel_frame(table, x, keys)
     save(ablation_panel(long, x=x, hue="setting", metrics=tuple(long["metric"].unique())), out / "ablation.png")
+    curves = finished_curves(run_dirs, earlier_curves)
+    if curves is not None:
+        write_text(out / CURVES, curves.to_csv(index=False))
+        long = curve_panel_frame(curves, runs, keys)
+        if len(long):
+            title = f"Learning curves: mean over seeds with a {INTERVAL_METHOD}"
+            save(ablation_panel(long, x="step", hue="setting", metrics=CURVE_COLUMNS, title=title), out / "curves.png")
     return table

@@ -24,11 +24,14 @@ QUANTITIES = ("grad/x", "grad/mu")
 #: norms σ_t, and for grad_mode implicit the share of steps whose adjoint solve diverged (gradlab.analysis.regime)
 MECHANISM_SUMMARY = {"gain": "gain G", "turn": "turn °", "grad_params": "‖∂L/∂θ‖", "sigma": "σ_t",
                      "share_diverged": "adjoint diverged"}
-#: the share of training over which `late_gain` measures whether val mIoU still rose (the plateau check)
+#: the share of training over which `late_gain` measures how much val mIoU still rose at the end (under the poly
+#: schedule, whose learning rate decays to 0, part of that rise is the annealing itself)
 LATE_SHARE = 0.25
 #: the per-run numbers pooled with an interval over seeds: final val mIoU, its rise over the last LATE_SHARE of
 #: training, training loss (mean over the last `fraction` of steps) and the decades of decay of each quantity
 INTERVAL_COLUMNS = ("miou", "miou_late_gain", "train_loss", *(f"{q} decades" for q in QUANTITIES))
+#: the learning curve of a run per validation (`run_curves`): val mIoU and the training loss since the last one
+CURVE_COLUMNS = ("miou", "train_loss")
 #: the per-run numbers `contrast_markdown` differences between HEM and EM
 CONTRASTED = ("grad/x decades", "miou", "train_loss")
 #: the per-run columns of `run_table` (after run, layer, the grid keys and seed): what `pool` reads
@@ -92,6 +95,40 @@ def run_table(records: pd.DataFrame, metrics: pd.DataFrame, by: Sequence[str], f
     evidence = ["regime", *MEAN_COLUMNS]
     table = table.merge(verdicts[["run", "layer", *evidence]], on=["run", "layer"], how="left")
     return table[["run", "layer", *keys, *RUN_COLUMNS]].sort_values(["run", "layer"], ignore_index=True)
+
+
+def run_curves(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The learning curves of runs, small enough to bank (OUT/curves.csv): one row per (run, validation step)
+    with CURVE_COLUMNS, `miou` and `train_loss`, the mean training loss over the steps since the run's previous
+    validation (up to and including this one)."""
+    val = metrics[(metrics["name"] == "miou").to_numpy()].sort_values(["run", "step"])
+    loss = metrics[(metrics["name"] == "loss").to_numpy()]
+    parts = []
+    for run, v in val.groupby("run", observed=True, sort=True):
+        steps, losses = v["step"].to_numpy(), loss[(loss["run"] == run).to_numpy()]
+        since = np.searchsorted(steps, losses["step"].to_numpy(), side="left")  # the validation each step leads to
+        means = losses.groupby(since)["value"].mean()
+        parts.append(pd.DataFrame({"run": str(run), "step": steps, "miou": v["value"].to_numpy(dtype=np.float64),
+                                   "train_loss": means.reindex(range(len(steps))).to_numpy(dtype=np.float64)}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["run", "step", *CURVE_COLUMNS])
+
+
+def curve_panel_frame(curves: pd.DataFrame, runs: pd.DataFrame, keys: Sequence[str],
+                      level: float = 0.95) -> pd.DataFrame:
+    """The learning curves pooled over seeds in the long form of `gradlab.plots.ablation_panel` (x = step, the
+    steps done at the validation): per setting of `keys` and validation, the mean of each of CURVE_COLUMNS over
+    the runs with its INTERVAL_METHOD bounds."""
+    keys = list(keys)
+    settings = runs[["run", *keys]].drop_duplicates("run").astype({"run": str})
+    joined = curves.astype({"run": str}).merge(settings, on="run", how="inner")
+    rows = []
+    for key, g in joined.groupby([*keys, "step"], observed=True, sort=True):
+        label = setting_label(pd.Series(dict(zip([*keys, "step"], key))), keys)
+        for metric in CURVE_COLUMNS:
+            estimate, low, high = mean_interval(g[metric], level)
+            rows.append({"metric": metric, "estimate": estimate, "ci_low": low, "ci_high": high,
+                         "step": key[-1] + 1, "setting": label})  # steps done: 2000, not index 1999
+    return pd.DataFrame(rows).dropna(subset=["estimate"])
 
 
 def setting_label(row: pd.Series, keys: Sequence[str]) -> str:

@@ -70,8 +70,8 @@ def window_metric(metrics: pd.DataFrame, name: str = "loss", fraction: float = 0
 
 def late_gain(metrics: pd.DataFrame, name: str = "miou", share: float = 0.25) -> pd.Series:
     """Per run, how much metric `name` rose over the last `share` of training: its last value minus its value at
-    the last step at or before (1 − share) × its last step (NaN with nothing logged that early): about 0 for a run
-    trained to its plateau, clearly positive for one still improving."""
+    the last step at or before (1 − share) × its last step (NaN with nothing logged that early): what the final
+    stretch of training added."""
     m = metrics[(metrics["name"] == name).to_numpy()].sort_values(["run", "step"])
     rows = {}
     for run, g in m.groupby("run", observed=True, sort=False):

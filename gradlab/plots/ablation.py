@@ -29,12 +29,14 @@ from gradlab.plots.common import (
 
 LOG_AXIS_METRICS = {"retention"}  # drawn on a log axis
 DODGE = 0.12  # groups' points side by side, as a fraction of the smallest x spacing (numbers) or of one slot
+MAX_TICKS = 8  # numeric x with more values than this (training steps) gets matplotlib's ticks, not one per value
 
 
 @styled
 def ablation_panel(summary: pd.DataFrame, *, metrics: Sequence[str] = ("decades", "miou"),
-                   hue: str = "model.kind", x: str = "model.iterations") -> Figure:
-    """One panel per metric: `estimate` vs `x` per `hue` group, error bars from `ci_low` to `ci_high`.
+                   hue: str = "model.kind", x: str = "model.iterations", title: str | None = None) -> Figure:
+    """One panel per metric: `estimate` vs `x` per `hue` group, error bars from `ci_low` to `ci_high`; `title`
+    replaces "Ablation over x: ...".
 
     `summary` is long: one row per (metric, x, hue) with columns metric, estimate, ci_low, ci_high, the `x`
     column and the `hue` column (a NaN bound draws no bar). Numeric x keeps its spacing; anything else is
@@ -51,7 +53,7 @@ def ablation_panel(summary: pd.DataFrame, *, metrics: Sequence[str] = ("decades"
         _panel(ax, rows, x, hue, groups, colors, labels)
         ax.set(xlabel=AXIS_LABELS.get(x, x), ylabel=METRIC_LABELS.get(metric, metric))
     figure_legend(fig, axes[0, 0].get_legend_handles_labels()[0], hue)
-    figure_title(fig, f"Ablation over {x}: estimates with confidence intervals")
+    figure_title(fig, title or f"Ablation over {x}: estimates with confidence intervals")
     return fig
 
 
@@ -75,7 +77,8 @@ def _panel(ax: Axes, rows: pd.DataFrame, x: str, hue: str, groups: list, colors:
         yerr = np.vstack([part["estimate"] - part["ci_low"], part["ci_high"] - part["estimate"]])
         ax.errorbar(xs, part["estimate"], yerr=np.nan_to_num(yerr), marker="o", markersize=5, capsize=3,
                     color=colors[group], label=labels[group])
-    ax.set_xticks(list(positions.values()), [str(v) for v in positions])
+    if len(positions) <= MAX_TICKS or not pd.api.types.is_numeric_dtype(rows[x]):  # else matplotlib's own ticks
+        ax.set_xticks(list(positions.values()), [str(v) for v in positions])
     if rows["metric"].iloc[0] in LOG_AXIS_METRICS:
         ax.set_yscale("log")
     elif rows["metric"].iloc[0] == "decades":

@@ -79,7 +79,8 @@ METRIC_LABELS = {  # decay metrics (MATH.md §7) and scores, for summary / ablat
     "retention": r"retention $R = g_{\mathrm{first}}\,/\,g_{\mathrm{last}}$",
     "rho": r"per-iteration factor $\rho$",
     "half_depth": r"half-depth $D_{1/2}$ (iterations)",
-    "miou": "mIoU", "loss": "training loss", "pixel_acc": "pixel accuracy", "lr": "learning rate",
+    "miou": "mIoU", "loss": "training loss", "train_loss": "training loss (mean since the last validation)",
+    "pixel_acc": "pixel accuracy", "lr": "learning rate",
     "grad_norm": "total gradient norm",
 }
 METRIC_TITLES = {"loss": "Training loss", "miou": "Validation mIoU", "pixel_acc": "Validation pixel accuracy",

@@ -119,21 +119,25 @@ def test_trials_finished_elsewhere_are_not_run_again_and_join_the_summary(tmp_pa
     shutil.copy(tmp_path / "whole" / MANIFEST, elsewhere)
     runs = pd.read_csv(tmp_path / "whole" / "runs.csv")
     runs[runs["seed"] == 0].to_csv(elsewhere / "runs.csv", index=False)  # seed 0 finished there
+    curves = pd.read_csv(tmp_path / "whole" / "curves.csv")
+    assert set(curves["run"]) == set(runs["run"]) and (tmp_path / "whole" / "curves.png").stat().st_size > 0
+    curves[curves["run"].isin(runs.loc[runs["seed"] == 0, "run"])].to_csv(elsewhere / "curves.csv", index=False)
     split = run_ablation("demo", axes, 2, tmp_path / "split", overrides=TINY, workers=2, progress=False,
                          report=False, earlier=elsewhere)
     states = {o.trial.name: o.state for o in split.outcomes}
     assert sorted(states.values()) == ["done", "done", "earlier", "earlier"]
     for trial in split.trials:
         assert (tmp_path / "split" / trial.name).exists() == (states[trial.name] == "done")
-    for name in ("summary.csv", "runs.csv"):
+    for name in ("summary.csv", "runs.csv", "curves.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "split" / name), pd.read_csv(tmp_path / "whole" / name),
                                       check_exact=False, rtol=1e-9)
     assert (tmp_path / "split" / "contrast.md").read_text() == (tmp_path / "whole" / "contrast.md").read_text()
     assert [o.state for o in whole.outcomes] == ["done"] * 4
     # keep_finished banks what a folder finished (also mid-study), merged with what the bank held
     assert keep_finished(tmp_path / "split", elsewhere) == 4
-    pd.testing.assert_frame_equal(pd.read_csv(elsewhere / "runs.csv"), pd.read_csv(tmp_path / "whole" / "runs.csv"),
-                                  check_exact=False, rtol=1e-9)
+    for name in ("runs.csv", "curves.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(elsewhere / name), pd.read_csv(tmp_path / "whole" / name),
+                                      check_exact=False, rtol=1e-9)
     third = run_ablation("demo", axes, 2, tmp_path / "third", overrides=TINY, progress=False, earlier=elsewhere)
     assert [o.state for o in third.outcomes] == ["earlier"] * 4
     assert third.report is None and not (tmp_path / "third" / "report").exists()  # no run directory to report on
@@ -250,6 +254,43 @@ def test_a_damaged_earlier_runs_csv_is_refused_naming_the_cell(tmp_path, column,
     with pytest.raises(ConfigError, match=re.escape(f"has {junk!r} in column {column} of run {trials[1].name!r}")):
         run_ablation("demo", axes, 1, tmp_path / "out", overrides=TINY, progress=False, earlier=folder)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("column", ["step", "miou", "train_loss"])
+@pytest.mark.parametrize("junk", ["abc", "0.5.1", "[0.3]", "12.5", ""])
+def test_a_damaged_earlier_curves_csv_is_refused_naming_the_cell(tmp_path, column, junk):
+    """curves.csv is checked as runs.csv is: text where a number belongs (and a fractional or empty step) is one
+    line naming the cell, before anything runs; an empty mIoU or loss is a validation that had none."""
+    axes = [parse_axis("model.kind=em,hem")]
+    trials, _ = expand("demo", axes, 1, TINY)
+    curves = pd.DataFrame({"run": [t.name for t in trials], "step": [9, 9], "miou": [0.5, 0.6],
+                           "train_loss": [1.0, 1.1]}).astype({column: object})
+    curves.loc[1, column] = junk
+    folder = _earlier(tmp_path / "earlier", manifest("demo", axes, 1, TINY, False, trials), _good_runs(trials))
+    curves.to_csv(folder / "curves.csv", index=False)
+    if column != "step" and junk in ("", "12.5"):  # a validation without a score; a number (no range is implied)
+        run_ablation("demo", axes, 1, tmp_path / "out", overrides=TINY, progress=False, report=False, earlier=folder)
+        read = pd.read_csv(tmp_path / "out" / "curves.csv")[column]
+        assert read.isna().sum() == 1 if junk == "" else (read == 12.5).sum() == 1
+        return
+    shown = {"": "an empty cell", "12.5": "12.5"}.get(junk, repr(junk))  # a step read as a float, or none
+    with pytest.raises(ConfigError, match=re.escape(f"its curves.csv has {shown} in column {column} of run "
+                                                    f"{trials[1].name!r}")):
+        run_ablation("demo", axes, 1, tmp_path / "out", overrides=TINY, progress=False, earlier=folder)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_earlier_curves_csv_of_another_ablation_is_refused(tmp_path):
+    axes = [parse_axis("model.kind=em,hem")]
+    trials, _ = expand("demo", axes, 1, TINY)
+    folder = _earlier(tmp_path / "earlier", manifest("demo", axes, 1, TINY, False, trials), _good_runs(trials))
+    pd.DataFrame({"run": ["kind-em_seed-7"], "step": [9], "miou": [0.5], "train_loss": [1.0]}).to_csv(
+        folder / "curves.csv", index=False)
+    with pytest.raises(ConfigError, match=re.escape("its curves.csv is not one of this ablation's ('kind-em_seed-7'")):
+        run_ablation("demo", axes, 1, tmp_path / "out", overrides=TINY, progress=False, earlier=folder)
+    pd.DataFrame({"run": [trials[0].name], "step": [9]}).to_csv(folder / "curves.csv", index=False)
+    with pytest.raises(ConfigError, match="its curves.csv is not one of this ablation's \\(no column miou, train_loss"):
+        run_ablation("demo", axes, 1, tmp_path / "out", overrides=TINY, progress=False, earlier=folder)
 
 
 def test_empty_cells_of_an_earlier_runs_csv_are_not_recorded_values(tmp_path):

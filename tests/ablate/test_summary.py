@@ -89,3 +89,25 @@ def test_a_summary_of_runs_banked_before_a_column_existed_leaves_that_column_out
     text = to_markdown(pool(runs, ["model.kind"]), ["model.kind"]) + contrast_markdown(runs, ["model.kind"])
     assert "train loss" not in text and "σ_t" not in text and "adjoint" not in text
     assert not re.search(r"\(\d+( + \d+)? runs\)", text)
+
+
+def test_learning_curves_hold_each_validation_and_the_mean_loss_since_the_one_before():
+    """run_curves: per validation the val mIoU and the mean of the losses logged since the previous validation
+    (steps after the last validation belong to none); curve_panel_frame pools them per setting and step with a
+    Student-t interval over the seeds."""
+    from gradlab.ablate.summary import curve_panel_frame, run_curves
+    from gradlab.analysis.intervals import t_interval
+
+    loss = {"em-0": [float(s) for s in range(12)], "em-1": [2.0 * s for s in range(12)]}
+    metrics = pd.concat([pd.DataFrame({"run": run, "step": range(12), "name": "loss", "value": v})
+                         for run, v in loss.items()]
+                        + [pd.DataFrame({"run": run, "step": [4, 9], "name": "miou", "value": [0.2 + m, 0.4 + m]})
+                           for run, m in (("em-0", 0.0), ("em-1", 0.1))], ignore_index=True)
+    curves = run_curves(metrics)
+    assert curves[["run", "step"]].values.tolist() == [["em-0", 4], ["em-0", 9], ["em-1", 4], ["em-1", 9]]
+    assert curves["train_loss"].tolist() == pytest.approx([2.0, 7.0, 4.0, 14.0])  # steps 0-4, 5-9; 10-11 in none
+    assert curves["miou"].tolist() == pytest.approx([0.2, 0.4, 0.3, 0.5])
+    runs = pd.DataFrame({"run": ["em-0", "em-1"], "layer": "em", "model.kind": "em"})
+    long = curve_panel_frame(curves, runs, ["model.kind"]).set_index(["metric", "step"])
+    assert long.loc[("miou", 10), "estimate"] == pytest.approx(0.45) and long.loc[("miou", 10), "setting"] == "EM"
+    assert tuple(long.loc[("train_loss", 5), ["ci_low", "ci_high"]]) == pytest.approx(t_interval([2.0, 4.0]))

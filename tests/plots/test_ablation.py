@@ -59,3 +59,17 @@ def test_bad_summaries_raise():
         ablation_panel(bad)
     with pytest.raises(ValueError, match="no rows"):
         ablation_panel(summary.iloc[:0])
+
+
+def test_many_numeric_x_values_get_matplotlibs_ticks_and_a_title_can_be_given():
+    """Learning curves (12 validations): one tick per value would overlap, so the axis keeps its own locator; up
+    to MAX_TICKS values each gets its tick."""
+    from gradlab.plots.ablation import MAX_TICKS
+
+    many = make_summary(Ts=tuple(range(2000, 26000, 2000)))
+    fig = ablation_panel(many, metrics=("miou",), title="Learning curves")
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_xticklabels()] != [str(v) for v in range(2000, 26000, 2000)]
+    assert fig.get_suptitle() == "Learning curves"
+    few = ablation_panel(make_summary(Ts=tuple(range(1, MAX_TICKS + 1))), metrics=("miou",))
+    assert [t.get_text() for t in few.axes[0].get_xticklabels()] == [str(v) for v in range(1, MAX_TICKS + 1)]
