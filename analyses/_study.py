@@ -21,6 +21,7 @@ from pathlib import Path
 from gradlab.ablate import AblationResult, parse_axis, run_ablation
 from gradlab.ablate.ablation import MANIFEST, RUNS, keep_finished, read_curves, read_earlier, write_summary
 from gradlab.ablate.grid import grid_keys
+from gradlab.ablate.runner import AblationInterrupted
 from gradlab.atomic import write_text
 from gradlab.cli import one_line
 from gradlab.errors import GradlabError
@@ -71,6 +72,9 @@ def main(name: str, doc: str, grid: Sequence[str], seeds: int = 3, overrides: Se
     except GradlabError as err:
         print(f"{name}: error: {one_line(err)}", file=sys.stderr)
         return 2
+    except AblationInterrupted as err:  # Ctrl-C or SIGTERM: the running trials stopped at their last checkpoint
+        print(f"{name}: interrupted: {err}; the same command resumes it", file=sys.stderr)
+        return 128 + err.signum
     print((out / "summary.md").read_text() if (out / "summary.md").is_file() else "no finished runs")
     minutes = (time.monotonic() - began) / 60
     print(f"{name}: {len(result.trials)} runs, {len(result.failed)} failed; {minutes:.1f} min in this call; {out}")

@@ -97,3 +97,21 @@ def test_regime_zoo_quick_trains_every_configuration_and_tabulates_the_verdicts(
     assert text.startswith("# Regime zoo: intended regime × verdict") and "| intended |" in text
     assert table.loc[table["intended"] == "no_grad", "verdict"].item() == "no_grad"  # decided by statuses alone
     assert f"regime_zoo: {len(zoo.ZOO)} runs diagnosed" in capsys.readouterr().out
+
+
+def test_an_interrupted_study_says_so_in_one_line_and_exits_128_plus_the_signal(studies, tmp_path, capsys,
+                                                                                 monkeypatch):
+    import signal
+
+    import _study
+
+    from gradlab.ablate.runner import AblationInterrupted
+
+    def interrupted(*args, **kwargs):
+        raise AblationInterrupted(signal.SIGTERM, ["kind-em_seed-0"])
+
+    monkeypatch.setattr(_study, "run_ablation", interrupted)
+    study = studies["step_size"]
+    assert _study.main("step_size", study.__doc__, study.GRID, argv=["--out", str(tmp_path / "x")]) == 143
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["step_size: interrupted: SIGTERM, stopped kind-em_seed-0 (resumable); the same command resumes it"]
