@@ -138,20 +138,23 @@ def finished_runs(run_dirs: list[Path], keys: list[str], earlier: pd.DataFrame |
     """The per-run rows (summary.run_table) of `run_dirs`, with the `earlier` rows of runs not among them (a run
     directory here is the fuller record of the same trial); None when there are none."""
     runs = run_table(load_runs(run_dirs), load_metrics(run_dirs), keys) if run_dirs else None
-    if earlier is not None and runs is not None:
-        earlier = earlier[~earlier["run"].isin(set(runs["run"]))]
-    parts = [r for r in (earlier, runs) if r is not None]
-    return pd.concat(parts, ignore_index=True).sort_values(["run", "layer"], ignore_index=True) if parts else None
+    return _with_earlier(runs, earlier, "layer")
 
 
 def finished_curves(run_dirs: list[Path], earlier: pd.DataFrame | None = None) -> pd.DataFrame | None:
     """The learning curves (summary.run_curves) of `run_dirs`, with the `earlier` ones of runs not among them;
     None when there are none."""
     curves = run_curves(load_metrics(run_dirs)) if run_dirs else None
-    if earlier is not None and curves is not None:
-        earlier = earlier[~earlier["run"].isin(set(curves["run"]))]
-    parts = [c for c in (earlier, curves) if c is not None and len(c)]
-    return pd.concat(parts, ignore_index=True).sort_values(["run", "step"], ignore_index=True) if parts else None
+    return _with_earlier(curves if curves is not None and len(curves) else None, earlier, "step")
+
+
+def _with_earlier(here: pd.DataFrame | None, earlier: pd.DataFrame | None, within: str) -> pd.DataFrame | None:
+    """The rows made `here` with the `earlier` rows of runs not among them, sorted by run and `within`; None when
+    there are none."""
+    if earlier is not None and here is not None:
+        earlier = earlier[~earlier["run"].isin(set(here["run"]))]
+    parts = [r for r in (earlier, here) if r is not None]
+    return pd.concat(parts, ignore_index=True).sort_values(["run", within], ignore_index=True) if parts else None
 
 
 def read_curves(folder: str | Path, plan: dict) -> pd.DataFrame | None:
@@ -166,11 +169,7 @@ def read_curves(folder: str | Path, plan: dict) -> pd.DataFrame | None:
     except (OSError, ValueError, UnicodeDecodeError) as err:
         raise ConfigError(f"{where} cannot be read ({type(err).__name__}: {err}): give the file that ablate "
                           "wrote") from None
-    missing = [c for c in ("run", "step", *CURVE_COLUMNS) if c not in curves.columns]
-    foreign = sorted(set(curves["run"].astype(str)) - set(plan["trials"])) if "run" in curves.columns else []
-    if missing or foreign:
-        raise ConfigError(f"{where} is not one of this ablation's (" + (
-            f"no column {', '.join(missing)}" if missing else f"{foreign[0]!r} is not one of its trials") + ")")
+    _refuse_foreign(curves, ["run", "step", *CURVE_COLUMNS], plan, where)
     for column in ("step", *CURVE_COLUMNS):
         curves[column] = _numbers(curves, column, where, integers=column == "step")
     _refuse_cells(curves, "step", curves["step"].isna(), where, "a step (every row of a curve has one)")
@@ -192,18 +191,23 @@ def read_earlier(folder: str | Path, plan: dict, keys: list[str]) -> pd.DataFram
     if differ:
         raise ConfigError(f"--earlier {folder}: another ablation ({', '.join(differ)} differ from this one's): "
                           "give the folder of an earlier run of the same grid, seeds and --set")
-    missing = [c for c in ("run", "layer", *keys, *RUN_COLUMNS) if c not in rows.columns and c not in LATER_COLUMNS]
-    foreign = sorted(set(rows["run"].astype(str)) - set(plan["trials"])) if "run" in rows.columns else []
-    if missing or foreign:
-        raise ConfigError(f"--earlier {folder}: its {RUNS} is not one of this ablation's (" + (
-            f"no column {', '.join(missing)}" if missing else f"{foreign[0]!r} is not one of its trials") + ")")
     where = f"--earlier {folder}: its {RUNS}"
+    _refuse_foreign(rows, [c for c in ("run", "layer", *keys, *RUN_COLUMNS) if c not in LATER_COLUMNS], plan, where)
     for column in ("seed", *NUMBER_COLUMNS):
         if column in rows.columns:
             rows[column] = _numbers(rows, column, where, integers=column == "seed")
     _refuse_cells(rows, "regime", rows["regime"].notna() & ~rows["regime"].isin(REGIMES), where,
                   f"a regime (one of {', '.join(REGIMES)})")
     return rows.astype({"run": str}).reindex(columns=[*rows.columns, *(c for c in LATER_COLUMNS if c not in rows)])
+
+
+def _refuse_foreign(rows: pd.DataFrame, columns: list[str], plan: dict, where: str) -> None:
+    """A ConfigError unless `rows` (a banked file) has `columns` and only runs among the plan's trials."""
+    missing = [c for c in columns if c not in rows.columns]
+    foreign = sorted(set(rows["run"].astype(str)) - set(plan["trials"])) if "run" in rows.columns else []
+    if missing or foreign:
+        raise ConfigError(f"{where} is not one of this ablation's (" + (
+            f"no column {', '.join(missing)}" if missing else f"{foreign[0]!r} is not one of its trials") + ")")
 
 
 def _numbers(rows: pd.DataFrame, column: str, where: str, integers: bool = False) -> pd.Series:

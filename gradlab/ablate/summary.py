@@ -171,8 +171,7 @@ def contrast_markdown(runs: pd.DataFrame, by: Sequence[str]) -> str | None:
         cells = [_value(r[k]) for k in keys] + [_seeds(r)]
         for c in shown:
             d = tables[c].loc[i]
-            form = fmt.decades if c.endswith(" decades") else _difference
-            cell = _ci({"x": d["difference"], "x_low": d["ci_low"], "x_high": d["ci_high"]}, "x", form)
+            cell = _ci({"x": d["difference"], "x_low": d["ci_low"], "x_high": d["ci_high"]}, "x", _form(c, True))
             partial = _seeds(d) != _seeds(r) and d["runs em"] > 0 and d["runs hem"] > 0
             cells.append(f"{cell} ({_seeds(d)} runs)" if partial else cell)
         lines.append("| " + " | ".join(cells) + " |")
@@ -196,8 +195,7 @@ def to_markdown(table: pd.DataFrame, by: Sequence[str]) -> str:
     for _, r in table.iterrows():
         cells = [_value(r[k]) for k in by] + [str(int(r["runs"]))]
         for c in shown:
-            form = fmt.decades if c.endswith(" decades") else _difference if c == "miou_late_gain" else fmt.number
-            cell = _ci(r, c, form) if c in INTERVAL_COLUMNS else fmt.number(r[c])
+            cell = _ci(r, c, _form(c)) if c in INTERVAL_COLUMNS else fmt.number(r[c])
             partial = 0 < r[f"{c}_runs"] < r["runs"]
             cells.append(f"{cell} ({int(r[f'{c}_runs'])} runs)" if partial else cell)
         cells.append(str(r["regimes"]))
@@ -217,6 +215,14 @@ def _ci(row: pd.Series, column: str, form) -> str:
 def _seeds(row: pd.Series) -> str:
     """"5 + 4": the runs of EM and of HEM behind a contrast."""
     return f"{int(row['runs em'])} + {int(row['runs hem'])}"
+
+
+def _form(column: str, difference: bool = False):
+    """How a column's numbers are written: decades signed with two decimals, a difference of scores (and the late
+    rise of mIoU) signed with three, any other number with three significant digits."""
+    if column.endswith(" decades"):
+        return fmt.decades
+    return _difference if difference or column == "miou_late_gain" else fmt.number
 
 
 def _difference(value: float) -> str:
