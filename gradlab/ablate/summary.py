@@ -197,7 +197,7 @@ def to_markdown(table: pd.DataFrame, by: Sequence[str]) -> str:
         for c in shown:
             cell = _ci(r, c, _form(c)) if c in INTERVAL_COLUMNS else fmt.number(r[c])
             partial = 0 < r[f"{c}_runs"] < r["runs"]
-            cells.append(f"{cell} ({int(r[f'{c}_runs'])} runs)" if partial else cell)
+            cells.append(f"{cell} ({_runs(r[f'{c}_runs'])})" if partial else cell)
         cells.append(str(r["regimes"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -210,6 +210,11 @@ def _ci(row: pd.Series, column: str, form) -> str:
         return fmt.MISSING
     bounds = fmt.interval(low, high, form)
     return form(est) if bounds == fmt.MISSING else f"{form(est)} {bounds}"
+
+
+def _runs(n: float) -> str:
+    """"1 run", "3 runs"."""
+    return f"{int(n)} run{'' if n == 1 else 's'}"
 
 
 def _seeds(row: pd.Series) -> str:

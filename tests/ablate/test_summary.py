@@ -76,6 +76,8 @@ def test_the_run_table_holds_the_training_loss_and_sigma_and_the_summary_counts_
     assert "train loss [Student-t 95% CI]" in text and "| σ_t |" in text
     hem = next(line for line in text.splitlines() if line.startswith("| hem"))
     assert "| 5.00 [-1.35, 11.4] (2 runs) |" in hem and "(3 runs)" not in hem
+    one = to_markdown(pool(runs.drop(index="hem-1").reset_index(), ["model.kind"]), ["model.kind"])
+    assert "| 4.50 (1 run) |" in one  # one run: no interval, and one run
     effect = contrast_markdown(runs.reset_index(), ["model.kind"])
     assert "Δ train loss [Welch 95% CI]" in effect and "(3 + 2 runs)" in effect
 
