@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from pathlib import Path
 
@@ -115,3 +116,33 @@ def test_an_interrupted_study_says_so_in_one_line_and_exits_128_plus_the_signal(
     assert _study.main("step_size", study.__doc__, study.GRID, argv=["--out", str(tmp_path / "x")]) == 143
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["step_size: interrupted: SIGTERM, stopped kind-em_seed-0 (resumable); the same command resumes it"]
+
+
+def test_frozen_runs_a_study_on_a_commits_code_and_banks_it_with_this_checkouts(tmp_path):
+    """analyses/frozen.sh: the study trains on the files of the commit (exported once), its bank gets this
+    checkout's curves.csv and summary, a rerun runs nothing again, and a bad commit or study is one line, exit 2."""
+    import os
+    import subprocess
+
+    root = ANALYSES.parent
+    env = {**os.environ, "GRADLAB_PYTHON": sys.executable, "GRADLAB_STUDY_ROOT": str(tmp_path / "root"),
+           "GRADLAB_SNAPSHOTS": str(tmp_path / "snapshots")}
+    sets = [a for item in TINY for a in ("--set", item)]
+    command = ["bash", str(ANALYSES / "frozen.sh"), "HEAD", "step_size", "--seeds", "1", *sets]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    snapshot = tmp_path / "snapshots" / head.strip()[:12]
+    assert (snapshot / ".git" / "frozen").is_file() and (snapshot / "gradlab" / "__init__.py").is_file()
+    bank = tmp_path / "root" / "analyses" / "results" / "step_size"
+    assert len(pd.read_csv(bank / "runs.csv")) == 5 and len(pd.read_csv(bank / "curves.csv")) == 10
+    assert (bank / "curves.png").is_file() and "frozen.sh: banked 5 runs" in first.stdout
+    runs = (tmp_path / "root" / "runs" / "studies" / "step_size").glob("*/meta.json")
+    assert [json.loads(p.read_text())["git_revision"] for p in runs] == [head.strip()] * 5  # what ran, and where
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "5 of them finished elsewhere" not in again.stdout  # all done here: skipped
+    for args, message in ((["nocommit", "step_size"], "nocommit is not a commit"),
+                          (["HEAD", "no_such_study"], "no study analyses/no_such_study.py")):
+        bad = subprocess.run(["bash", str(ANALYSES / "frozen.sh"), *args], env=env, capture_output=True, text=True)
+        assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+            next(line for line in bad.stderr.splitlines() if message in line)]
