@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Each grid point and seed is its own run directory under --out. Finished "
                          "runs are skipped and unfinished ones resumed, so rerunning the same command continues "
                          "an interrupted ablation. Writes summary.md / summary.csv (CIs over seeds), "
-                         "ablation.png and report/.")
+                         "runs.csv, curves.csv, contrast.md (EM and HEM), ablation.png, curves.png and report/.")
     abl.add_argument("config", nargs="?", type=in_path, default=None, help=f"base TOML file or preset ({presets})")
     abl.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                      help="an axis of the grid, any config key (repeatable), e.g. model.iterations=1,3,8; keys "
