@@ -137,10 +137,12 @@ def test_frozen_runs_a_study_on_a_commits_code_and_banks_it_with_this_checkouts(
     bank = tmp_path / "root" / "analyses" / "results" / "step_size"
     assert len(pd.read_csv(bank / "runs.csv")) == 5 and len(pd.read_csv(bank / "curves.csv")) == 10
     assert (bank / "curves.png").is_file() and "frozen.sh: banked 5 runs" in first.stdout
-    runs = (tmp_path / "root" / "runs" / "studies" / "step_size").glob("*/meta.json")
-    assert [json.loads(p.read_text())["git_revision"] for p in runs] == [head.strip()] * 5  # what ran, and where
+    runs = sorted((tmp_path / "root" / "runs" / "studies" / "step_size").glob("*/meta.json"))
+    meta = [json.loads(p.read_text()) for p in runs]
+    assert [m["git_revision"] for m in meta] == [head.strip()] * 5  # what ran, and where
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0 and "5 of them finished elsewhere" not in again.stdout  # all done here: skipped
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert [json.loads(p.read_text()) for p in runs] == meta  # all done here: skipped, not trained again
     for args, message in ((["nocommit", "step_size"], "nocommit is not a commit"),
                           (["HEAD", "no_such_study"], "no study analyses/no_such_study.py")):
         bad = subprocess.run(["bash", str(ANALYSES / "frozen.sh"), *args], env=env, capture_output=True, text=True)
