@@ -6,10 +6,12 @@
 #   bash analyses/frozen.sh COMMIT STUDY [study options]     # e.g. bash analyses/frozen.sh aa61e2c plateau_t_train
 #
 # The commit is checked out once (a shared clone: each run's meta.json names the commit as its git_revision) into
-# $GRADLAB_SNAPSHOTS/COMMIT (default ../gradlab-snapshots beside this checkout). Runs go to runs/studies/STUDY, the bank is analyses/results/STUDY (--keep), both under
-# $GRADLAB_STUDY_ROOT (default this checkout); the study runs at nice 19 with 2 workers unless the options say
-# otherwise. Rerunning the same command resumes the study; stopping it (Ctrl-C, SIGTERM) keeps what finished.
-set -u
+# $GRADLAB_SNAPSHOTS/COMMIT (default ../gradlab-snapshots beside this checkout). Runs go to runs/studies/STUDY, the
+# bank is analyses/results/STUDY, both under $GRADLAB_STUDY_ROOT (default this checkout); the commit's code reads
+# and writes a copy of the bank (runs/studies/STUDY.snapshot-bank), this checkout's code banks before and after.
+# The study runs at nice 19 with 2 workers unless the options say otherwise. Rerunning the same command resumes
+# the study; stopping it (Ctrl-C, SIGTERM) keeps what finished.
+set -u -o pipefail
 if [ $# -lt 2 ]; then
   echo "usage: bash analyses/frozen.sh COMMIT STUDY [study options]" >&2
   exit 2
@@ -33,12 +35,31 @@ fi
 [ -f "$snap/analyses/$study.py" ] || { echo "frozen.sh: error: commit $commit has no analyses/$study.py" >&2; exit 2; }
 out=$base/runs/studies/$study
 keep=$base/analyses/results/$study
-mkdir -p "$out" "$keep"
-(cd "$snap/analyses" && PYTHONPATH="$snap" nice -n 19 "$python" "$study.py" --workers 2 --out "$out" --keep "$keep" "$@")
+copy=$out.snapshot-bank  # the commit's code banks into this copy, never into the bank: older code writes rows
+mkdir -p "$out" "$keep"  # without the newer columns (banked again after, but wrong in between)
+
+bank() {  # the runs finished in $out into the bank, with this checkout's code: its rows from run directories win
+  [ -f "$out/ablation.json" ] || return 0
+  (cd "$root/analyses" && "$python" - "$out" "$keep" <<'PY'
+import sys
+from gradlab.ablate.ablation import keep_finished
+from gradlab.cli import one_line
+from gradlab.errors import GradlabError
+try:
+    print("frozen.sh: banked", keep_finished(sys.argv[1], sys.argv[2]), "runs in", sys.argv[2])
+except GradlabError as err:
+    sys.exit(f"frozen.sh: error: {one_line(err)}")
+PY
+  )
+}
+
+bank || exit 2  # what finished in an interrupted session first
+rm -rf "$copy" && mkdir -p "$copy" && cp -a "$keep/." "$copy/" \
+  || { echo "frozen.sh: error: could not copy the bank $keep to $copy" >&2; exit 2; }
+(cd "$snap/analyses" && PYTHONPATH="$snap" nice -n 19 "$python" "$study.py" --workers 2 --out "$out" --keep "$copy" "$@")
 status=$?
-if [ -f "$out/ablation.json" ]; then  # bank again with this checkout's code: its rows from run directories win
-  (cd "$root/analyses" && "$python" -c "import sys; from gradlab.ablate.ablation import keep_finished as k
-print('frozen.sh: banked', k(sys.argv[1], sys.argv[2]), 'runs in', sys.argv[2])" "$out" "$keep" \
-    && if [ -f "$keep/runs.csv" ]; then "$python" "$study.py" --keep "$keep" --summarize | tail -1; fi) || status=2
+bank || exit 2
+if [ -f "$keep/runs.csv" ]; then
+  (cd "$root/analyses" && "$python" "$study.py" --keep "$keep" --summarize | tail -1) || status=2
 fi
 exit $status

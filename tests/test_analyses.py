@@ -120,7 +120,8 @@ def test_an_interrupted_study_says_so_in_one_line_and_exits_128_plus_the_signal(
 
 def test_frozen_runs_a_study_on_a_commits_code_and_banks_it_with_this_checkouts(tmp_path):
     """analyses/frozen.sh: the study trains on the files of the commit (exported once), its bank gets this
-    checkout's curves.csv and summary, a rerun runs nothing again, and a bad commit or study is one line, exit 2."""
+    checkout's curves.csv and summary while the commit's code banks only into a copy, a rerun runs nothing again,
+    and a bad commit or study is one line, exit 2."""
     import os
     import subprocess
 
@@ -140,9 +141,15 @@ def test_frozen_runs_a_study_on_a_commits_code_and_banks_it_with_this_checkouts(
     runs = sorted((tmp_path / "root" / "runs" / "studies" / "step_size").glob("*/meta.json"))
     meta = [json.loads(p.read_text()) for p in runs]
     assert [m["git_revision"] for m in meta] == [head.strip()] * 5  # what ran, and where
+    with open(snapshot / "gradlab" / "ablate" / "ablation.py", "a") as module:  # older code banks differently
+        module.write("\n_keep = keep_finished\n\n\ndef keep_finished(out, folder):\n"
+                     "    (Path(folder) / 'banked-by-the-snapshot').touch()\n    return _keep(out, folder)\n")
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert [json.loads(p.read_text()) for p in runs] == meta  # all done here: skipped, not trained again
+    copy = tmp_path / "root" / "runs" / "studies" / "step_size.snapshot-bank"
+    assert (copy / "banked-by-the-snapshot").is_file() and not (bank / "banked-by-the-snapshot").exists()
+    assert len(pd.read_csv(copy / "runs.csv")) == 5 and len(pd.read_csv(bank / "curves.csv")) == 10
     for args, message in ((["nocommit", "step_size"], "nocommit is not a commit"),
                           (["HEAD", "no_such_study"], "no study analyses/no_such_study.py")):
         bad = subprocess.run(["bash", str(ANALYSES / "frozen.sh"), *args], env=env, capture_output=True, text=True)
