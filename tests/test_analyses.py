@@ -15,7 +15,7 @@ from tests.train.conftest import TINY
 
 ANALYSES = Path(__file__).resolve().parents[1] / "analyses"
 STUDIES = {"t_train": 108, "step_size": 15, "grad_mode": 18, "scale_128": 8, "scale_fashion": 12,
-           "plateau_t_train": 60, "plateau_grad_mode": 48, "plateau_grad_mode_t12": 24}
+           "plateau_t_train": 60, "plateau_baseline": 5, "plateau_grad_mode": 48, "plateau_grad_mode_t12": 24}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def studies():
 def test_study_grid_expands_to_the_documented_runs(studies, name):
     import _study
 
-    seeds = {"scale_128": 2, "plateau_t_train": 5}.get(name, 3)
+    seeds = {"scale_128": 2, "plateau_t_train": 5, "plateau_baseline": 5}.get(name, 3)
     overrides = {"step_size": ["model.iterations=5"], "grad_mode": ["model.iterations=5"],
                  "plateau_grad_mode": ["model.iterations=5"], "plateau_grad_mode_t12": ["model.iterations=12"],
                  "scale_128": ["data.size=128"], "scale_fashion": ["data.source=idx"]}.get(name, [])
