@@ -15,7 +15,8 @@ from tests.train.conftest import TINY
 
 ANALYSES = Path(__file__).resolve().parents[1] / "analyses"
 STUDIES = {"t_train": 108, "step_size": 15, "grad_mode": 18, "scale_128": 8, "scale_fashion": 12,
-           "plateau_t_train": 60, "plateau_baseline": 5, "plateau_grad_mode": 48, "plateau_grad_mode_t12": 24}
+           "plateau_t_train": 60, "plateau_baseline": 5, "plateau_budget": 3,
+           "plateau_grad_mode": 48, "plateau_grad_mode_t12": 24}
 
 
 @pytest.fixture(scope="module")
