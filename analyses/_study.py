@@ -7,7 +7,9 @@ holds (ablation.json and runs.csv of an earlier run, e.g. committed) are not run
 run the numbers of every run finished in OUT are added to DIR (`gradlab.ablate.ablation.keep_finished`), with
 summary.md once there is one, to commit. `--summarize` (with `--keep DIR`) runs nothing: it writes the summary,
 contrast.md and the figure of the runs DIR holds into DIR, with the code of this checkout (e.g. after a study that
-ran on a frozen snapshot), and says how many of the study's runs that is."""
+ran on a frozen snapshot), and says how many of the study's runs that is. A study that compares itself with another
+study's bank (the baseline, another budget: `main(against=...)`) writes that comparison as against.md beside its
+summary, after a run and with `--summarize`."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import pandas as pd
 
 from gradlab.ablate import AblationResult, parse_axis, run_ablation
 from gradlab.ablate.ablation import MANIFEST, RUNS, keep_finished, read_curves, read_earlier, write_summary
@@ -32,10 +36,17 @@ BASE = "ablation"  # the preset gradlab/configs/ablation.toml
 #: tau = 1; runs/studies/plateau_curve), validated every 2,000 steps on 200 scenes
 PLATEAU = ["train.steps=24000", "train.eval_every=2000", "train.checkpoint_every=2000", "data.val_length=200"]
 
+#: a study's comparison with another study's bank: its per-run rows (runs.csv) → Markdown (`write_against`)
+Against = Callable[[pd.DataFrame], str]
+AGAINST = "against.md"  # where a study writes it, beside its summary
+RESULTS = Path(__file__).resolve().parent / "results"  # the committed banks, analyses/results/STUDY
+
 
 def main(name: str, doc: str, grid: Sequence[str], seeds: int = 3, overrides: Sequence[str] = (),
-         after: Callable[[AblationResult], None] | None = None, argv: list[str] | None = None) -> int:
-    """Run study `name` (its grid over the ablation preset) into runs/studies/NAME[-quick], then `after`."""
+         after: Callable[[AblationResult], None] | None = None, against: Against | None = None,
+         argv: list[str] | None = None) -> int:
+    """Run study `name` (its grid over the ablation preset) into runs/studies/NAME[-quick], then `after`; with
+    `against`, its runs.csv is also compared with another study's bank into AGAINST (`write_against`)."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke-sized runs (minutes, numbers meaningless)")
     parser.add_argument("--workers", type=int, default=2, help="runs at once (default 2)")
@@ -48,7 +59,7 @@ def main(name: str, doc: str, grid: Sequence[str], seeds: int = 3, overrides: Se
                         help="run nothing: write the summary of the runs the --keep folder holds into it")
     args = parser.parse_args(argv)
     if args.summarize:
-        return summarize_kept(name, args.keep, parser)
+        return summarize_kept(name, args.keep, parser, against)
     out = Path(args.out or f"runs/studies/{name}{'-quick' if args.quick else ''}")
     keep = Path(args.keep) if args.keep else None
     began = time.monotonic()
@@ -69,6 +80,8 @@ def main(name: str, doc: str, grid: Sequence[str], seeds: int = 3, overrides: Se
             if (out / "summary.md").is_file():
                 write_text(keep / "summary.md", (out / "summary.md").read_text())
             print(f"{name}: kept the numbers of {finished} finished runs in {keep}: commit it")
+        for folder in {out, keep} - {None}:
+            write_against(name, against, folder)
     except GradlabError as err:
         print(f"{name}: error: {one_line(err)}", file=sys.stderr)
         return 2
@@ -81,7 +94,7 @@ def main(name: str, doc: str, grid: Sequence[str], seeds: int = 3, overrides: Se
     return 1 if result.failed else 0
 
 
-def summarize_kept(name: str, keep: str | None, parser: argparse.ArgumentParser) -> int:
+def summarize_kept(name: str, keep: str | None, parser: argparse.ArgumentParser, against: Against | None = None) -> int:
     """`--summarize`: summary.md, summary.csv, contrast.md, ablation.png and (where the runs have learning
     curves) curves.png of the runs banked in `keep`."""
     if keep is None:
@@ -94,9 +107,35 @@ def summarize_kept(name: str, keep: str | None, parser: argparse.ArgumentParser)
         keys = grid_keys(plan["grid"])
         rows = read_earlier(folder, plan, keys)
         write_summary([], keys, folder, earlier=rows, earlier_curves=read_curves(folder, plan))
+        write_against(name, against, folder)
     except GradlabError as err:
         print(f"{name}: error: {one_line(err)}", file=sys.stderr)
         return 2
     print((folder / "summary.md").read_text())
     print(f"{name}: the summary of {rows['run'].nunique()} of {len(plan['trials'])} runs written into {folder}")
     return 0
+
+
+def banked(study: str, where: dict[str, object] | None = None) -> pd.DataFrame:
+    """The per-run rows of the bank of `study` (analyses/results/STUDY, checked as `--keep` checks it), those
+    whose columns equal `where`'s values; GradlabError where it has none."""
+    folder = RESULTS / study
+    if not (folder / MANIFEST).is_file():
+        raise GradlabError(f"no bank of {study} in {folder} to compare with")
+    plan = json.loads((folder / MANIFEST).read_text())
+    rows = read_earlier(folder, plan, grid_keys(plan["grid"]))
+    for key, value in (where or {}).items():
+        rows = rows[rows[key] == value]
+    if rows.empty:
+        raise GradlabError(f"the bank of {study} holds no runs with {where}")
+    return rows
+
+
+def write_against(name: str, against: Against | None, folder: Path) -> None:
+    """FOLDER/AGAINST from the runs.csv in `folder`, or one line saying why not (another bank missing)."""
+    if against is None or not (folder / RUNS).is_file():
+        return
+    try:
+        write_text(folder / AGAINST, against(pd.read_csv(folder / RUNS)))
+    except GradlabError as err:
+        print(f"{name}: {AGAINST} not written: {one_line(err)}", file=sys.stderr)

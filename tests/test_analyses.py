@@ -156,3 +156,44 @@ def test_frozen_runs_a_study_on_a_commits_code_and_banks_it_with_this_checkouts(
         bad = subprocess.run(["bash", str(ANALYSES / "frozen.sh"), *args], env=env, capture_output=True, text=True)
         assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
             next(line for line in bad.stderr.splitlines() if message in line)]
+
+
+def test_a_study_measured_against_another_studys_bank_writes_against_md(studies, tmp_path, monkeypatch, capsys):
+    """plateau_baseline --summarize: each T_train setting banked minus the baseline's runs (Welch), in
+    against.md beside the summary; without the other study's bank, one line and no against.md."""
+    import shutil
+
+    import _study
+    from scipy import stats
+
+    from gradlab.ablate.summary import RUN_COLUMNS
+
+    results = tmp_path / "results"
+    shutil.copytree(ANALYSES / "results" / "plateau_t_train", results / "plateau_t_train")
+    monkeypatch.setattr(_study, "RESULTS", results)
+    bank, trials = tmp_path / "baseline", ["kind-none_seed-0", "kind-none_seed-1", "kind-none_seed-2"]
+    bank.mkdir()
+    (bank / "ablation.json").write_text(json.dumps({"config": "ablation", "set": [], "seeds": 3, "quick": False,
+                                                    "grid": {"model.kind": ["none"]}, "trials": trials}))
+    rows = pd.DataFrame({"run": trials, "layer": float("nan"), "model.kind": "none", "seed": [0, 1, 2],
+                         **{c: float("nan") for c in RUN_COLUMNS}}).assign(miou=[0.50, 0.52, 0.51])
+    rows.to_csv(bank / "runs.csv", index=False)
+    study = studies["plateau_baseline"]
+    argv = ["--keep", str(bank), "--summarize"]
+    assert _study.main("plateau_baseline", study.__doc__, study.GRID, against=study.against, argv=argv) == 0
+    lines = (bank / "against.md").read_text().splitlines()
+    t_train = pd.read_csv(results / "plateau_t_train" / "runs.csv")
+    assert len(lines) == 2 + len(t_train.groupby(study.SETTINGS))
+    em = t_train[(t_train["model.temperature"] == 1) & (t_train["model.kind"] == "em")
+                 & (t_train["model.iterations"] == 3)]["miou"]
+    ci = stats.ttest_ind(em, rows["miou"], equal_var=False).confidence_interval(0.95)
+    row = [c.strip() for c in next(line for line in lines if line.startswith("| 1 | em | 3 |")).split("|")[1:-1]]
+    assert row[3] == f"{len(em)} + 3" and row[4] == f"+{em.mean() - 0.51:.3f} [+{ci.low:.3f}, +{ci.high:.3f}]"
+
+    (bank / "against.md").unlink()
+    monkeypatch.setattr(_study, "RESULTS", tmp_path / "nothing")
+    assert _study.main("plateau_baseline", study.__doc__, study.GRID, against=study.against, argv=argv) == 0
+    assert not (bank / "against.md").exists()
+    assert capsys.readouterr().err.strip() == (f"plateau_baseline: against.md not written: no bank of "
+                                               f"plateau_t_train in {tmp_path / 'nothing' / 'plateau_t_train'} "
+                                               "to compare with")

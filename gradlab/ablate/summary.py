@@ -178,6 +178,25 @@ def contrast_markdown(runs: pd.DataFrame, by: Sequence[str]) -> str | None:
     return "\n".join(lines) + "\n"
 
 
+def reference_markdown(table: pd.DataFrame, by: Sequence[str], reference: str, paired: bool = False) -> str:
+    """`analysis.compare.reference_difference` as Markdown: per setting the runs behind it ("5 + 5": the
+    setting's and the reference's), then per compared column the difference setting − `reference` (its name in
+    the headings) with its interval, "(3 + 5 runs)" beside one that fewer runs recorded; columns no run has are
+    left out."""
+    columns = [c for c in HEADINGS if c in table.columns and np.isfinite(table[c]).any()]
+    method = f"paired {INTERVAL_LABEL}" if paired else "Welch 95% CI"
+    head = [*by, f"runs + {reference}", *(f"Δ {HEADINGS[c]} vs {reference} [{method}]" for c in columns)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in table.iterrows():
+        counts = [f"{int(r[f'{c} runs'])} + {int(r[f'{c} reference runs'])}" for c in columns]
+        cells = [_value(r[k]) for k in by] + [counts[0] if counts else fmt.MISSING]
+        for c, n in zip(columns, counts):
+            cell = _ci(r, c, _form(c, True))
+            cells.append(cell if n == counts[0] else f"{cell} ({n} runs)")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 #: the headings of the summary's columns (INTERVAL_COLUMNS get "[Student-t 95% CI]" appended)
 HEADINGS = {"miou": "val mIoU", "miou_late_gain": f"mIoU rise, last {LATE_SHARE:.0%}", "train_loss": "train loss",
             **{f"{q} decades": f"{q} decades" for q in QUANTITIES}, "similarity": "bases sim.",

@@ -154,3 +154,32 @@ def contrast_runs(runs: pd.DataFrame, by: Sequence[str], *, key: str = "model.ki
                 a["miou"], b["miou"], level)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def reference_difference(runs: pd.DataFrame, reference: pd.DataFrame, by: Sequence[str],
+                         columns: Sequence[str] = ("miou",), paired: bool = False,
+                         level: float = 0.95) -> pd.DataFrame:
+    """Each setting of `by` among per-run rows `runs` against the runs of `reference` (another study's rows: the
+    network without the EM unit, or the same setting at another budget), per column of `columns` the difference
+    of means, setting − reference: Welch's interval, or with `paired` the Student-t interval of the per-seed
+    differences over the seeds both sides have (the same initialisation on both). One row per setting, with
+    `runs` and `reference runs` counted per column as f"{column} runs" / f"{column} reference runs"."""
+    by = list(by)
+    runs, reference = runs.drop_duplicates("run"), reference.drop_duplicates("run")  # run-level numbers
+    rows = []
+    for setting, g in runs.groupby(by, observed=True, sort=True, dropna=False) if by else [((), runs)]:
+        row = dict(zip(by, setting if isinstance(setting, tuple) else (setting,)))
+        a_seeds, b_seeds = reference.set_index("seed"), g.set_index("seed")
+        if paired and not (a_seeds.index.is_unique and b_seeds.index.is_unique):
+            raise ValueError(f"paired: {row or 'the runs'} and the reference must have one run per seed each")
+        for column in columns:
+            a, b = a_seeds[column].dropna(), b_seeds[column].dropna()
+            if paired:  # the per-seed differences, over the seeds both sides have
+                pairs = (b - a).dropna()
+                (diff, low, high), counts = mean_interval(pairs, level), (len(pairs), len(pairs))
+            else:
+                (diff, low, high), counts = welch_difference(a, b, level), (len(b), len(a))
+            row |= {column: diff, f"{column}_low": low, f"{column}_high": high,
+                    f"{column} runs": counts[0], f"{column} reference runs": counts[1]}
+        rows.append(row)
+    return pd.DataFrame(rows)

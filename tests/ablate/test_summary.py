@@ -93,6 +93,26 @@ def test_a_summary_of_runs_banked_before_a_column_existed_leaves_that_column_out
     assert not re.search(r"\(\d+( + \d+)? runs\)", text)
 
 
+def test_a_difference_against_a_reference_study_names_its_interval_and_the_runs_behind_each_cell():
+    from gradlab.ablate.summary import reference_markdown
+    from gradlab.analysis.compare import reference_difference
+
+    records, metrics = _study()
+    runs = run_table(records, metrics, ["model.kind"]).assign(train_loss=lambda r: 1 - r["miou"])
+    runs.loc[runs["run"] == "hem-0", "train_loss"] = float("nan")  # one run without it
+    reference = runs[runs["model.kind"] == "em"].assign(**{"model.kind": "none"})
+    table = reference_difference(runs, reference, ["model.kind"], columns=("miou", "train_loss", "sigma"))
+    lines = reference_markdown(table, ["model.kind"], "baseline").splitlines()
+    assert lines[0] == ("| model.kind | runs + baseline | Δ val mIoU vs baseline [Welch 95% CI] "
+                        "| Δ train loss vs baseline [Welch 95% CI] |")  # σ_t: no run has it, left out
+    em, hem = lines[2].split(" | "), lines[3].split(" | ")  # mIoU 0.15, 0.16, 0.17 (EM), 0.35, 0.36, 0.37 (HEM)
+    half = 2.776 * (2 * 0.01**2 / 3) ** 0.5  # t(0.975, df 4) × the standard error of the difference
+    assert em[1:3] == ["3 + 3", f"+0.000 [-{half:.3f}, +{half:.3f}]"] and hem[1] == "3 + 3"
+    assert hem[2] == f"+0.200 [+{0.2 - half:.3f}, +{0.2 + half:.3f}]" and hem[3].endswith("(2 + 3 runs) |")
+    paired = reference_markdown(table, ["model.kind"], "baseline", paired=True).splitlines()[0]
+    assert "[paired Student-t 95% CI]" in paired
+
+
 def test_learning_curves_hold_each_validation_and_the_mean_loss_since_the_one_before():
     """run_curves: per validation the val mIoU and the mean of the losses logged since the previous validation
     (steps after the last validation belong to none); curve_panel_frame pools them per setting and step with a

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -137,3 +138,39 @@ def test_late_gain_is_the_rise_of_a_metric_over_the_last_quarter_of_training():
     gain = late_gain(metrics, "miou", share=0.25)
     assert gain["rising"] == pytest.approx(values[11] - values[8]) and gain["flat"] == pytest.approx(0.0)
     assert math.isnan(gain["once"]) and math.isnan(gain["late"])
+
+
+def test_reference_difference_is_welchs_interval_or_the_paired_t_interval_of_scipy():
+    """Each setting minus a reference study's runs: unpaired as scipy's Welch t-test gives it, paired by seed over
+    the seeds both sides have as scipy's paired t-test gives it; a run's layers count once, and a column a side
+    did not record is counted as such."""
+    from scipy import stats
+
+    from gradlab.analysis.compare import reference_difference
+
+    rng = np.random.default_rng(3)
+    runs = pd.DataFrame([{"run": f"{k}-{s}", "layer": layer, "model.kind": k, "seed": s, "miou": m,
+                          "train_loss": math.nan if (k, s) == ("hem", 0) else 0.3 - m / 10}
+                         for k in ("em", "hem") for s, m in enumerate(rng.normal(0.6, 0.02, 5))
+                         for layer in ("a", "b")])
+    reference = pd.DataFrame({"run": [f"none-{s}" for s in range(1, 5)], "layer": math.nan, "seed": range(1, 5),
+                              "miou": rng.normal(0.5, 0.02, 4), "train_loss": 0.4})
+    welch = reference_difference(runs, reference, ["model.kind"], columns=("miou", "train_loss")).set_index(
+        "model.kind")
+    for kind in ("em", "hem"):
+        mine = runs[runs["model.kind"] == kind].drop_duplicates("run")["miou"]
+        ci = stats.ttest_ind(mine, reference["miou"], equal_var=False).confidence_interval(0.95)
+        row = welch.loc[kind]
+        assert row["miou"] == pytest.approx(mine.mean() - reference["miou"].mean())
+        assert (row["miou_low"], row["miou_high"]) == pytest.approx((ci.low, ci.high))
+        assert (row["miou runs"], row["miou reference runs"]) == (5, 4)
+    assert (welch.loc["hem", "train_loss runs"], welch.loc["em", "train_loss runs"]) == (4, 5)
+
+    paired = reference_difference(runs[runs["model.kind"] == "em"], reference, [], paired=True).iloc[0]
+    mine = runs[(runs["model.kind"] == "em") & (runs["seed"] >= 1)].drop_duplicates("run")["miou"].to_numpy()
+    ci = stats.ttest_rel(mine, reference["miou"].to_numpy()).confidence_interval(0.95)
+    assert paired["miou"] == pytest.approx((mine - reference["miou"].to_numpy()).mean())
+    assert (paired["miou_low"], paired["miou_high"]) == pytest.approx((ci.low, ci.high))
+    assert (paired["miou runs"], paired["miou reference runs"]) == (4, 4)  # seed 0 has no partner
+    with pytest.raises(ValueError, match="one run per seed"):
+        reference_difference(runs, reference, [], paired=True)  # EM and HEM share seeds: pairs are ambiguous
