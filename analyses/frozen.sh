@@ -1,7 +1,8 @@
 #!/bin/bash
 # Run a study of analyses/ on the code of one commit, frozen, so that a study spanning sessions and machines
 # trains every run with the same code while this checkout moves on (a run's config.toml must also match the code
-# that resumes it), then bank it with this checkout's code: its per-run columns, curves.csv and summary.
+# that resumes it), then bank it with this checkout's code: its per-run columns, curves.csv, summary and the EM
+# branch knockout of each run (analyses/knockout.py, from the checkpoints, which do not outlive the machine).
 #
 #   bash analyses/frozen.sh COMMIT STUDY [study options]     # e.g. bash analyses/frozen.sh aa61e2c plateau_t_train
 #
@@ -59,7 +60,8 @@ rm -rf "$copy" && mkdir -p "$copy" && cp -a "$keep/." "$copy/" \
 (cd "$snap/analyses" && PYTHONPATH="$snap" nice -n 19 "$python" "$study.py" --workers 2 --out "$out" --keep "$copy" "$@")
 status=$?
 bank || exit 2
-if [ -f "$keep/runs.csv" ]; then
-  (cd "$root/analyses" && "$python" "$study.py" --keep "$keep" --summarize | tail -1) || status=2
+if [ -f "$keep/runs.csv" ]; then  # the summary, and the EM branch knockout of each run new here (its checkpoint)
+  (cd "$root/analyses" && "$python" "$study.py" --keep "$keep" --summarize | tail -1 \
+    && "$python" knockout.py "$study" --runs "$out" --bank "$keep" | tail -1) || status=2
 fi
 exit $status

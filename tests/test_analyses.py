@@ -84,6 +84,21 @@ def test_step_size_study_and_t_eval_run_end_to_end(studies, tmp_path, capsys):
     assert t_eval["miou"].between(0, 1).all()
     assert (tmp_path / "te" / "t_eval.png").stat().st_size > 0
 
+    knockout = importlib.import_module("knockout")  # from the run directories into a bank, each run once
+    ko_bank = tmp_path / "ko"
+    assert knockout.main(["step_size", "--runs", str(tmp_path / "eta"), "--bank", str(ko_bank)]) == 0
+    ko = pd.read_csv(ko_bank / "knockout.csv").merge(pd.read_csv(tmp_path / "eta" / "runs.csv"), on="run",
+                                                     suffixes=("", "_logged"))
+    assert len(ko) == 5 and (ko["miou"] == ko["miou_logged"]).all()  # the run's own last validation, again
+    assert (ko["knockout"] == ko["miou_em_ablated"] - ko["miou"]).all()
+    assert "| 0.25 | 1 |" in (ko_bank / "knockout.md").read_text() and "knockout: 5 runs in" in capsys.readouterr().out
+    before = (ko_bank / "knockout.csv").stat().st_mtime_ns
+    assert knockout.main(["step_size", "--runs", str(tmp_path / "eta"), "--bank", str(ko_bank)]) == 0
+    assert (ko_bank / "knockout.csv").stat().st_mtime_ns == before  # nothing new to evaluate: not rewritten
+    assert knockout.main(["step_size", "--runs", str(tmp_path / "nothing"), "--bank", str(ko_bank)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"knockout: error: {tmp_path / 'nothing'} holds no ablation.json: give the folder of a study (--runs)"]
+
 
 def test_regime_zoo_quick_trains_every_configuration_and_tabulates_the_verdicts(studies, tmp_path, capsys):
     zoo = importlib.import_module("regime_zoo")
@@ -139,6 +154,7 @@ def test_frozen_runs_a_study_on_a_commits_code_and_banks_it_with_this_checkouts(
     bank = tmp_path / "root" / "analyses" / "results" / "step_size"
     assert len(pd.read_csv(bank / "runs.csv")) == 5 and len(pd.read_csv(bank / "curves.csv")) == 10
     assert (bank / "curves.png").is_file() and "frozen.sh: banked 5 runs" in first.stdout
+    assert len(pd.read_csv(bank / "knockout.csv")) == 5 and "knockout: 5 runs in" in first.stdout
     runs = sorted((tmp_path / "root" / "runs" / "studies" / "step_size").glob("*/meta.json"))
     meta = [json.loads(p.read_text()) for p in runs]
     assert [m["git_revision"] for m in meta] == [head.strip()] * 5  # what ran, and where

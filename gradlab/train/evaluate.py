@@ -1,10 +1,16 @@
-"""Validation: confusion-matrix mIoU, per-class IoU and pixel accuracy (summed over DDP ranks)."""
+"""Validation: confusion-matrix mIoU, per-class IoU and pixel accuracy (summed over DDP ranks), and how much a
+trained prediction rests on its EM units (`em_branch_knockout`)."""
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from gradlab.errors import GradlabError
+from gradlab.layers import EMAUnit
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = 255):
@@ -38,3 +44,42 @@ def evaluate(model: nn.Module, loader, num_classes: int, device: torch.device, i
         dist.all_reduce(conf)
     model.train(was_training)
     return scores(conf)
+
+
+@torch.no_grad()
+def em_branch_knockout(model: nn.Module, loader, num_classes: int, device: torch.device,
+                       ignore_index: int = 255) -> dict[str, float]:
+    """How much `model`'s prediction rests on its EM units: val mIoU as trained ("miou") and with the EM branch
+    BN(W_out y) of every EMA unit, whose output is relu(u + BN(W_out y)), replaced by its mean per channel over
+    `loader` ("miou_em_ablated"; a mean ablation: the branch's average stays, what it says about each image and
+    position goes). One process (no DDP). GradlabError for a model without an EMA unit (model.kind = none)."""
+    units = [m for m in model.modules() if isinstance(m, EMAUnit)]
+    if not units:
+        raise GradlabError("the model has no EMA unit (model.kind = none): there is no EM branch to knock out")
+    full = evaluate(model, loader, num_classes, device, ignore_index)["miou"]
+    sums = {u: torch.zeros(u.norm.num_features, dtype=torch.float64, device=device) for u in units}
+    count = {u: 0 for u in units}
+
+    def add(unit):
+        def hook(module, args, out):
+            sums[unit] += out.double().sum(dim=(0, 2, 3))
+            count[unit] += out.shape[0] * out.shape[2] * out.shape[3]
+        return hook
+
+    with _hooks(units, add):
+        evaluate(model, loader, num_classes, device, ignore_index)
+    means = {u: (sums[u] / count[u]).float().view(1, -1, 1, 1) for u in units}
+    with _hooks(units, lambda unit: lambda module, args, out: means[unit].expand_as(out)):
+        ablated = evaluate(model, loader, num_classes, device, ignore_index)["miou"]
+    return {"miou": full, "miou_em_ablated": ablated}
+
+
+@contextlib.contextmanager
+def _hooks(units: list[EMAUnit], make):
+    """A forward hook `make(unit)` on each unit's branch norm BN, removed on exit."""
+    handles = [u.norm.register_forward_hook(make(u)) for u in units]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
