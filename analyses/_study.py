@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -39,7 +40,10 @@ PLATEAU = ["train.steps=24000", "train.eval_every=2000", "train.checkpoint_every
 #: a study's comparison with another study's bank: its per-run rows (runs.csv) → Markdown (`write_against`)
 Against = Callable[[pd.DataFrame], str]
 AGAINST = "against.md"  # where a study writes it, beside its summary
-RESULTS = Path(__file__).resolve().parent / "results"  # the committed banks, analyses/results/STUDY
+#: the root of a checkout's runs/studies/STUDY and analyses/results/STUDY (the banks): $GRADLAB_STUDY_ROOT
+#: (analyses/frozen.sh passes its own on), else the checkout of this file
+STUDY_ROOT = Path(os.environ.get("GRADLAB_STUDY_ROOT") or Path(__file__).resolve().parents[1])
+RESULTS = STUDY_ROOT / "analyses" / "results"
 
 
 def main(name: str, doc: str, grid: Sequence[str], seeds: int = 3, overrides: Sequence[str] = (),
@@ -116,19 +120,23 @@ def summarize_kept(name: str, keep: str | None, parser: argparse.ArgumentParser,
     return 0
 
 
-def banked(study: str, where: dict[str, object] | None = None) -> pd.DataFrame:
-    """The per-run rows of the bank of `study` (analyses/results/STUDY, checked as `--keep` checks it), those
-    whose columns equal `where`'s values; GradlabError where it has none."""
+def banked(study: str, where: dict[str, object] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """The per-run rows of the bank of `study` (RESULTS/STUDY, checked as `--keep` checks it), those whose columns
+    equal `where`'s values, and the study's grid keys; GradlabError where it has none."""
     folder = RESULTS / study
     if not (folder / MANIFEST).is_file():
         raise GradlabError(f"no bank of {study} in {folder} to compare with")
     plan = json.loads((folder / MANIFEST).read_text())
-    rows = read_earlier(folder, plan, grid_keys(plan["grid"]))
+    keys = grid_keys(plan["grid"])
+    rows = read_earlier(folder, plan, keys)
+    unknown = [k for k in (where or {}) if k not in rows.columns]
+    if unknown:
+        raise GradlabError(f"the bank of {study} has no column {', '.join(unknown)}")
     for key, value in (where or {}).items():
         rows = rows[rows[key] == value]
     if rows.empty:
         raise GradlabError(f"the bank of {study} holds no runs with {where}")
-    return rows
+    return rows, keys
 
 
 def write_against(name: str, against: Against | None, folder: Path) -> None:
@@ -137,5 +145,5 @@ def write_against(name: str, against: Against | None, folder: Path) -> None:
         return
     try:
         write_text(folder / AGAINST, against(pd.read_csv(folder / RUNS)))
-    except GradlabError as err:
+    except (GradlabError, KeyError, ValueError) as err:  # another bank missing, or not comparable
         print(f"{name}: {AGAINST} not written: {one_line(err)}", file=sys.stderr)

@@ -11,7 +11,8 @@
 # bank is analyses/results/STUDY, both under $GRADLAB_STUDY_ROOT (default this checkout); the commit's code reads
 # and writes a copy of the bank (runs/studies/STUDY.snapshot-bank), this checkout's code banks before and after.
 # The study runs at nice 19 with 2 workers unless the options say otherwise. Rerunning the same command resumes
-# the study; stopping it (Ctrl-C, SIGTERM) keeps what finished.
+# the study; stopping it (Ctrl-C, SIGTERM) stops its trials at their last checkpoint, banks what finished and
+# exits 130 or 143.
 set -u -o pipefail
 if [ $# -lt 2 ]; then
   echo "usage: bash analyses/frozen.sh COMMIT STUDY [study options]" >&2
@@ -39,7 +40,15 @@ keep=$base/analyses/results/$study
 copy=$out.snapshot-bank  # the commit's code banks into this copy, never into the bank: older code writes rows
 mkdir -p "$out" "$keep"  # without the newer columns (banked again after, but wrong in between)
 
-bank() {  # the runs finished in $out into the bank, with this checkout's code: its rows from run directories win
+for option in "$@"; do  # the script sets these: the study's folder, and the copy of the bank
+  case $option in --out|--out=*|--keep|--keep=*|--summarize)
+    echo "frozen.sh: error: $option is set by frozen.sh (runs in $out, the bank in $keep)" >&2; exit 2;;
+  esac
+done
+export GRADLAB_STUDY_ROOT=$base  # where the studies' code looks for other studies' banks
+
+bank() {  # the runs finished in $out into the bank with this checkout's code (its rows from run directories
+  # win), then the EM branch knockout of each run new here, while its checkpoint is on this machine
   [ -f "$out/ablation.json" ] || return 0
   (cd "$root/analyses" && "$python" - "$out" "$keep" <<'PY'
 import sys
@@ -51,17 +60,27 @@ try:
 except GradlabError as err:
     sys.exit(f"frozen.sh: error: {one_line(err)}")
 PY
-  )
+  ) && (cd "$root/analyses" && "$python" knockout.py "$study" --runs "$out" --bank "$keep" | tail -1)
 }
 
 bank || exit 2  # what finished in an interrupted session first
 rm -rf "$copy" && mkdir -p "$copy" && cp -a "$keep/." "$copy/" \
   || { echo "frozen.sh: error: could not copy the bank $keep to $copy" >&2; exit 2; }
-(cd "$snap/analyses" && PYTHONPATH="$snap" nice -n 19 "$python" "$study.py" --workers 2 --out "$out" --keep "$copy" "$@")
+# The study runs in the background so that a signal reaches this script at once: it is passed on as SIGTERM (a
+# background job ignores SIGINT), the study stops its trials at their last checkpoint, and what finished is banked.
+signal=0
+trap 'signal=143; kill -TERM "$pid" 2>/dev/null' TERM
+trap 'signal=130; kill -TERM "$pid" 2>/dev/null' INT
+(cd "$snap/analyses" && PYTHONPATH="$snap" exec nice -n 19 "$python" "$study.py" --workers 2 --out "$out" \
+  --keep "$copy" "$@") &
+pid=$!
+wait "$pid"
 status=$?
+while kill -0 "$pid" 2>/dev/null; do wait "$pid"; status=$?; done  # a trapped signal ends the first wait early
+[ "$signal" -ne 0 ] && status=$signal
 bank || exit 2
-if [ -f "$keep/runs.csv" ]; then  # the summary, and the EM branch knockout of each run new here (its checkpoint)
-  (cd "$root/analyses" && "$python" "$study.py" --keep "$keep" --summarize | tail -1 \
-    && "$python" knockout.py "$study" --runs "$out" --bank "$keep" | tail -1) || status=2
+if [ -f "$keep/runs.csv" ]; then  # a failed summary says so (exit 2) unless the study's own status already does
+  (cd "$root/analyses" && "$python" "$study.py" --keep "$keep" --summarize | tail -1) \
+    || { [ "$status" -eq 0 ] && status=2; }
 fi
 exit $status

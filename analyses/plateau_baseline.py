@@ -15,13 +15,13 @@ from gradlab.ablate.summary import reference_markdown
 from gradlab.analysis.compare import reference_difference
 
 GRID = ["model.kind=none"]
-SETTINGS = ["model.temperature", "model.kind", "model.iterations"]  # those of the T_train plateau study
 
 
 def against(runs: pd.DataFrame) -> str:
     """Each setting of the T_train plateau study minus this baseline: what its EM or HEM unit adds."""
-    table = reference_difference(banked("plateau_t_train"), runs, SETTINGS, columns=("miou", "train_loss"))
-    return reference_markdown(table, SETTINGS, "baseline")
+    t_train, settings = banked("plateau_t_train")
+    table = reference_difference(t_train, runs, settings, columns=("miou", "train_loss"))
+    return reference_markdown(table, settings, "baseline")
 
 
 if __name__ == "__main__":

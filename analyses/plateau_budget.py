@@ -19,11 +19,13 @@ SETTING = {"model.temperature": 1.0, "model.kind": "hem", "model.iterations": 3}
 
 
 def against(runs: pd.DataFrame) -> str:
-    """48,000 steps minus the T_train plateau study's 24,000 steps of the same setting, paired by seed."""
-    table = reference_difference(runs, banked("plateau_t_train", SETTING), ["train.steps"], paired=True,
-                                 columns=("miou", "miou_late_gain", "train_loss"))
+    """48,000 steps minus the T_train plateau study's 24,000 steps of the same setting, paired by seed (the late
+    rise of mIoU is left out: its window, the last 25% of training, is twice as long at 48,000 steps)."""
+    reference, _ = banked("plateau_t_train", SETTING)
+    table = reference_difference(runs, reference, ["train.steps"], columns=("miou", "train_loss"), paired=True)
     return reference_markdown(table, ["train.steps"], "24,000 steps", paired=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main("plateau_budget", __doc__, GRID, overrides=[*PLATEAU, "model.iterations=3"], against=against))
+    sys.exit(main("plateau_budget", __doc__, GRID, overrides=[*PLATEAU, *(f"{k}={v}" for k, v in SETTING.items())],
+                  against=against))

@@ -90,14 +90,25 @@ def test_step_size_study_and_t_eval_run_end_to_end(studies, tmp_path, capsys):
     ko = pd.read_csv(ko_bank / "knockout.csv").merge(pd.read_csv(tmp_path / "eta" / "runs.csv"), on="run",
                                                      suffixes=("", "_logged"))
     assert len(ko) == 5 and (ko["miou"] == ko["miou_logged"]).all()  # the run's own last validation, again
-    assert (ko["knockout"] == ko["miou_em_ablated"] - ko["miou"]).all()
-    assert "| 0.25 | 1 |" in (ko_bank / "knockout.md").read_text() and "knockout: 5 runs in" in capsys.readouterr().out
+    text = (ko_bank / "knockout.md").read_text()
+    assert "| 0.25 | 1 |" in text and "5 of the study's 5 runs" in text
+    assert "knockout: 5 runs in" in capsys.readouterr().out
     before = (ko_bank / "knockout.csv").stat().st_mtime_ns
     assert knockout.main(["step_size", "--runs", str(tmp_path / "eta"), "--bank", str(ko_bank)]) == 0
     assert (ko_bank / "knockout.csv").stat().st_mtime_ns == before  # nothing new to evaluate: not rewritten
     assert knockout.main(["step_size", "--runs", str(tmp_path / "nothing"), "--bank", str(ko_bank)]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         f"knockout: error: {tmp_path / 'nothing'} holds no ablation.json: give the folder of a study (--runs)"]
+    pd.read_csv(ko_bank / "knockout.csv").drop(columns="model.step_size").to_csv(tmp_path / "k.csv", index=False)
+    (tmp_path / "k.csv").replace(ko_bank / "knockout.csv")  # another study's table: refused, not mixed in
+    assert knockout.main(["step_size", "--runs", str(tmp_path / "eta"), "--bank", str(ko_bank)]) == 2
+    assert "is not this study's: no column model.step_size" in capsys.readouterr().err
+    run = next((tmp_path / "eta").glob("*_seed-0"))
+    metrics = pd.read_parquet(run / "metrics.parquet")
+    metrics.loc[metrics["name"] == "miou", "value"] += 0.01  # as if trained by other code than this checkout's
+    metrics.to_parquet(run / "metrics.parquet", index=False)
+    assert knockout.main(["step_size", "--runs", str(tmp_path / "eta"), "--bank", str(tmp_path / "ko2")]) == 2
+    assert "not the code it was trained with" in capsys.readouterr().err
 
 
 def test_regime_zoo_quick_trains_every_configuration_and_tabulates_the_verdicts(studies, tmp_path, capsys):
@@ -199,7 +210,7 @@ def test_a_study_measured_against_another_studys_bank_writes_against_md(studies,
     assert _study.main("plateau_baseline", study.__doc__, study.GRID, against=study.against, argv=argv) == 0
     lines = (bank / "against.md").read_text().splitlines()
     t_train = pd.read_csv(results / "plateau_t_train" / "runs.csv")
-    assert len(lines) == 2 + len(t_train.groupby(study.SETTINGS))
+    assert len(lines) == 2 + len(t_train.groupby(_study.banked("plateau_t_train")[1]))
     em = t_train[(t_train["model.temperature"] == 1) & (t_train["model.kind"] == "em")
                  & (t_train["model.iterations"] == 3)]["miou"]
     ci = stats.ttest_ind(em, rows["miou"], equal_var=False).confidence_interval(0.95)
@@ -213,3 +224,39 @@ def test_a_study_measured_against_another_studys_bank_writes_against_md(studies,
     assert capsys.readouterr().err.strip() == (f"plateau_baseline: against.md not written: no bank of "
                                                f"plateau_t_train in {tmp_path / 'nothing' / 'plateau_t_train'} "
                                                "to compare with")
+
+
+def test_frozen_stopped_by_sigterm_stops_the_study_banks_what_finished_and_exits_143(tmp_path):
+    """SIGTERM to frozen.sh alone (as a session's end may send it) reaches the study, whose trials stop at their
+    last checkpoint; the runs that finished are banked with their knockout; the study options frozen.sh sets
+    itself are refused."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    env = {**os.environ, "GRADLAB_PYTHON": sys.executable, "GRADLAB_STUDY_ROOT": str(tmp_path / "root"),
+           "GRADLAB_SNAPSHOTS": str(tmp_path / "snapshots")}
+    sets = [a for item in [*TINY, "train.steps=300", "train.eval_every=300", "train.checkpoint_every=20"]
+            for a in ("--set", item)]
+    proc = subprocess.Popen(["bash", str(ANALYSES / "frozen.sh"), "HEAD", "step_size", "--seeds", "1", *sets],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runs = tmp_path / "root" / "runs" / "studies" / "step_size"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and not any(
+            json.loads(p.read_text()).get("status") == "complete" for p in runs.glob("*_seed-*/meta.json")):
+        time.sleep(0.2)
+    assert proc.poll() is None, "the study ended before one run finished: make the runs longer"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err[-2000:]
+    states = [json.loads(p.read_text())["status"] for p in sorted(runs.glob("*_seed-*/meta.json"))]
+    finished = states.count("complete")
+    assert finished >= 1 and "interrupted" in states  # the running trials stopped, resumable
+    bank = tmp_path / "root" / "analyses" / "results" / "step_size"
+    assert f"frozen.sh: banked {finished} runs" in out and len(pd.read_csv(bank / "runs.csv")) == finished
+    assert len(pd.read_csv(bank / "knockout.csv")) == finished
+
+    refused = subprocess.run(["bash", str(ANALYSES / "frozen.sh"), "HEAD", "step_size", "--keep", "x"], env=env,
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and refused.stderr.startswith("frozen.sh: error: --keep is set by frozen.sh")

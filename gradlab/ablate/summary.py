@@ -180,15 +180,17 @@ def contrast_markdown(runs: pd.DataFrame, by: Sequence[str]) -> str | None:
 
 def reference_markdown(table: pd.DataFrame, by: Sequence[str], reference: str, paired: bool = False) -> str:
     """`analysis.compare.reference_difference` as Markdown: per setting the runs behind it ("5 + 5": the
-    setting's and the reference's), then per compared column the difference setting − `reference` (its name in
-    the headings) with its interval, "(3 + 5 runs)" beside one that fewer runs recorded; columns no run has are
-    left out."""
+    setting's and the reference's; paired, the seed pairs), then per compared column the difference setting −
+    `reference` (its name in the headings) with its interval, "(3 + 5 runs)" ("(2 runs)" paired) beside one
+    that fewer runs recorded; columns no run has are left out."""
     columns = [c for c in HEADINGS if c in table.columns and np.isfinite(table[c]).any()]
     method = f"paired {INTERVAL_LABEL}" if paired else "Welch 95% CI"
-    head = [*by, f"runs + {reference}", *(f"Δ {HEADINGS[c]} vs {reference} [{method}]" for c in columns)]
+    head = [*by, "seed pairs" if paired else f"runs + {reference}",
+            *(f"Δ {HEADINGS[c]} vs {reference} [{method}]" for c in columns)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
-        counts = [f"{int(r[f'{c} runs'])} + {int(r[f'{c} reference runs'])}" for c in columns]
+        counts = [f"{int(r[f'{c} runs'])}" if paired else f"{int(r[f'{c} runs'])} + {int(r[f'{c} reference runs'])}"
+                  for c in columns]
         cells = [_value(r[k]) for k in by] + [counts[0] if counts else fmt.MISSING]
         for c, n in zip(columns, counts):
             cell = _ci(r, c, _form(c, True))

@@ -176,6 +176,9 @@ def reference_difference(runs: pd.DataFrame, reference: pd.DataFrame, by: Sequen
             a, b = a_seeds[column].dropna(), b_seeds[column].dropna()
             if paired:  # the per-seed differences, over the seeds both sides have
                 pairs = (b - a).dropna()
+                if pairs.empty and len(a) and len(b):
+                    raise ValueError(f"paired: {row or 'the runs'} and the reference have no seed in common with "
+                                     f"{column} on both sides")
                 (diff, low, high), counts = mean_interval(pairs, level), (len(pairs), len(pairs))
             else:
                 (diff, low, high), counts = welch_difference(a, b, level), (len(b), len(a))

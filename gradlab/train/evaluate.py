@@ -56,18 +56,19 @@ def em_branch_knockout(model: nn.Module, loader, num_classes: int, device: torch
     units = [m for m in model.modules() if isinstance(m, EMAUnit)]
     if not units:
         raise GradlabError("the model has no EMA unit (model.kind = none): there is no EM branch to knock out")
-    full = evaluate(model, loader, num_classes, device, ignore_index)["miou"]
+    if dist.is_available() and dist.is_initialized():
+        raise GradlabError("em_branch_knockout runs in one process: its branch means are not summed over ranks")
     sums = {u: torch.zeros(u.norm.num_features, dtype=torch.float64, device=device) for u in units}
     count = {u: 0 for u in units}
 
-    def add(unit):
+    def add(unit):  # the branch's sum per channel, while the trained network is scored
         def hook(module, args, out):
             sums[unit] += out.double().sum(dim=(0, 2, 3))
             count[unit] += out.shape[0] * out.shape[2] * out.shape[3]
         return hook
 
     with _hooks(units, add):
-        evaluate(model, loader, num_classes, device, ignore_index)
+        full = evaluate(model, loader, num_classes, device, ignore_index)["miou"]
     means = {u: (sums[u] / count[u]).float().view(1, -1, 1, 1) for u in units}
     with _hooks(units, lambda unit: lambda module, args, out: means[unit].expand_as(out)):
         ablated = evaluate(model, loader, num_classes, device, ignore_index)["miou"]

@@ -109,8 +109,11 @@ def test_a_difference_against_a_reference_study_names_its_interval_and_the_runs_
     half = 2.776 * (2 * 0.01**2 / 3) ** 0.5  # t(0.975, df 4) × the standard error of the difference
     assert em[1:3] == ["3 + 3", f"+0.000 [-{half:.3f}, +{half:.3f}]"] and hem[1] == "3 + 3"
     assert hem[2] == f"+0.200 [+{0.2 - half:.3f}, +{0.2 + half:.3f}]" and hem[3].endswith("(2 + 3 runs) |")
-    paired = reference_markdown(table, ["model.kind"], "baseline", paired=True).splitlines()[0]
-    assert "[paired Student-t 95% CI]" in paired
+    pairs = reference_difference(runs, reference, ["model.kind"], columns=("miou", "train_loss"), paired=True)
+    paired = reference_markdown(pairs, ["model.kind"], "baseline", paired=True).splitlines()
+    assert paired[0].startswith("| model.kind | seed pairs | Δ val mIoU vs baseline [paired Student-t 95% CI] |")
+    hem = paired[3].split(" | ")  # HEM − EM of the same seed: +0.2 each, no spread
+    assert hem[1:3] == ["3", "+0.200 [+0.200, +0.200]"] and hem[3].endswith("(2 runs) |")
 
 
 def test_learning_curves_hold_each_validation_and_the_mean_loss_since_the_one_before():

@@ -174,3 +174,6 @@ def test_reference_difference_is_welchs_interval_or_the_paired_t_interval_of_sci
     assert (paired["miou runs"], paired["miou reference runs"]) == (4, 4)  # seed 0 has no partner
     with pytest.raises(ValueError, match="one run per seed"):
         reference_difference(runs, reference, [], paired=True)  # EM and HEM share seeds: pairs are ambiguous
+    with pytest.raises(ValueError, match="no seed in common"):  # not a silent table without the difference
+        reference_difference(runs[runs["model.kind"] == "em"], reference.assign(seed=reference["seed"] + 10), [],
+                             paired=True)
