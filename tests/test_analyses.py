@@ -260,3 +260,17 @@ def test_frozen_stopped_by_sigterm_stops_the_study_banks_what_finished_and_exits
     refused = subprocess.run(["bash", str(ANALYSES / "frozen.sh"), "HEAD", "step_size", "--keep", "x"], env=env,
                              capture_output=True, text=True)
     assert refused.returncode == 2 and refused.stderr.startswith("frozen.sh: error: --keep is set by frozen.sh")
+
+
+def test_receptive_field_reads_the_pixels_a_feature_cell_depends_on(studies, capsys):
+    """At 64² every cell of the 8×8 feature map depends on the whole scene; a 3×3 convolution alone sees 3×3."""
+    import torch
+
+    field = importlib.import_module("receptive_field")
+    assert field.support(torch.nn.Conv2d(3, 1, 3, padding=1), 16, (5, 9)) == (4, 6, 8, 10)
+    assert field.main(["--size", "64"]) == 0
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert rows == ["| 64² | 8×8 | corner (0, 0) | 0–63 | 0–63 | 100% |",
+                    "| 64² | 8×8 | centre (4, 4) | 0–63 | 0–63 | 100% |"]
+    assert field.main(["--preset", "no_such_preset"]) == 2
+    assert capsys.readouterr().err.startswith("receptive_field: error: ")
