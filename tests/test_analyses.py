@@ -186,7 +186,7 @@ def test_frozen_runs_a_study_on_a_commits_code_and_banks_it_with_this_checkouts(
 
 
 def test_a_study_measured_against_another_studys_bank_writes_against_md(studies, tmp_path, monkeypatch, capsys):
-    """plateau_baseline --summarize: each T_train setting banked minus the baseline's runs (Welch), in
+    """plateau_baseline --summarize: each T_train setting banked minus the baseline's runs (paired by seed), in
     against.md beside the summary; without the other study's bank, one line and no against.md."""
     import shutil
 
@@ -212,10 +212,11 @@ def test_a_study_measured_against_another_studys_bank_writes_against_md(studies,
     t_train = pd.read_csv(results / "plateau_t_train" / "runs.csv")
     assert len(lines) == 2 + len(t_train.groupby(_study.banked("plateau_t_train")[1]))
     em = t_train[(t_train["model.temperature"] == 1) & (t_train["model.kind"] == "em")
-                 & (t_train["model.iterations"] == 3)]["miou"]
-    ci = stats.ttest_ind(em, rows["miou"], equal_var=False).confidence_interval(0.95)
+                 & (t_train["model.iterations"] == 3) & (t_train["seed"] < 3)].sort_values("seed")["miou"].to_numpy()
+    ci = stats.ttest_rel(em, rows["miou"].to_numpy()).confidence_interval(0.95)
     row = [c.strip() for c in next(line for line in lines if line.startswith("| 1 | em | 3 |")).split("|")[1:-1]]
-    assert row[3] == f"{len(em)} + 3" and row[4] == f"+{em.mean() - 0.51:.3f} [+{ci.low:.3f}, +{ci.high:.3f}]"
+    difference = (em - rows["miou"].to_numpy()).mean()
+    assert row[3] == "3" and row[4] == f"+{difference:.3f} [+{ci.low:.3f}, +{ci.high:.3f}]"
 
     (bank / "against.md").unlink()
     monkeypatch.setattr(_study, "RESULTS", tmp_path / "nothing")

@@ -189,12 +189,12 @@ def reference_markdown(table: pd.DataFrame, by: Sequence[str], reference: str, p
             *(f"Δ {HEADINGS[c]} vs {reference} [{method}]" for c in columns)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
-        counts = [f"{int(r[f'{c} runs'])}" if paired else f"{int(r[f'{c} runs'])} + {int(r[f'{c} reference runs'])}"
+        counts = [str(int(r[f"{c} runs"])) if paired else f"{int(r[f'{c} runs'])} + {int(r[f'{c} reference runs'])}"
                   for c in columns]
         cells = [_value(r[k]) for k in by] + [counts[0] if counts else fmt.MISSING]
         for c, n in zip(columns, counts):
             cell = _ci(r, c, _form(c, True))
-            cells.append(cell if n == counts[0] else f"{cell} ({n} runs)")
+            cells.append(cell if n == counts[0] else f"{cell} ({_runs(int(n)) if paired else f'{n} runs'})")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

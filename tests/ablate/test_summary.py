@@ -114,6 +114,8 @@ def test_a_difference_against_a_reference_study_names_its_interval_and_the_runs_
     assert paired[0].startswith("| model.kind | seed pairs | Δ val mIoU vs baseline [paired Student-t 95% CI] |")
     hem = paired[3].split(" | ")  # HEM − EM of the same seed: +0.2 each, no spread
     assert hem[1:3] == ["3", "+0.200 [+0.200, +0.200]"] and hem[3].endswith("(2 runs) |")
+    one = reference_markdown(pairs.assign(**{"train_loss runs": 1}), ["model.kind"], "baseline", paired=True)
+    assert one.splitlines()[3].endswith("(1 run) |")
 
 
 def test_learning_curves_hold_each_validation_and_the_mean_loss_since_the_one_before():
