@@ -172,13 +172,12 @@ def reference_difference(runs: pd.DataFrame, reference: pd.DataFrame, by: Sequen
         a_seeds, b_seeds = reference.set_index("seed"), g.set_index("seed")
         if paired and not (a_seeds.index.is_unique and b_seeds.index.is_unique):
             raise ValueError(f"paired: {row or 'the runs'} and the reference must have one run per seed each")
+        if paired and a_seeds.index.intersection(b_seeds.index).empty:
+            raise ValueError(f"paired: {row or 'the runs'} and the reference have no seed in common")
         for column in columns:
             a, b = a_seeds[column].dropna(), b_seeds[column].dropna()
             if paired:  # the per-seed differences, over the seeds both sides have
-                pairs = (b - a).dropna()
-                if pairs.empty and len(a) and len(b):
-                    raise ValueError(f"paired: {row or 'the runs'} and the reference have no seed in common with "
-                                     f"{column} on both sides")
+                pairs = (b - a).dropna()  # none where the seeds that have the column differ: not recorded
                 (diff, low, high), counts = mean_interval(pairs, level), (len(pairs), len(pairs))
             else:
                 (diff, low, high), counts = welch_difference(a, b, level), (len(b), len(a))

@@ -177,3 +177,7 @@ def test_reference_difference_is_welchs_interval_or_the_paired_t_interval_of_sci
     with pytest.raises(ValueError, match="no seed in common"):  # not a silent table without the difference
         reference_difference(runs[runs["model.kind"] == "em"], reference.assign(seed=reference["seed"] + 10), [],
                              paired=True)
+    partial = reference.assign(train_loss=[0.4, math.nan, math.nan, math.nan])  # only seed 1 has it, HEM seed 1 not
+    hem = reference_difference(runs[(runs["model.kind"] == "hem") & (runs["seed"] != 1)], partial, [],
+                               columns=("miou", "train_loss"), paired=True).iloc[0]
+    assert hem["miou runs"] == 3 and hem["train_loss runs"] == 0 and math.isnan(hem["train_loss"])
